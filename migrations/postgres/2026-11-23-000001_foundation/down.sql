@@ -1,0 +1,13 @@
+DROP TABLE audit_log;
+DROP TABLE gateway_keys;
+DROP TABLE request_nonces;
+DROP TABLE ledger_entries;
+DROP TABLE ledger_journals;
+DROP TABLE member_refs;
+DROP TABLE members;
+DROP TABLE offer_versions;
+DROP TABLE signing_keys;
+DROP TABLE certificates;
+DROP TABLE partners;
+DROP TABLE alliance;
+DROP FUNCTION alliance_append_only();

@@ -1,0 +1,353 @@
+//! Configuration (contract section 10): `$ALLIANCE_HOME/alliance.toml`, overridden by
+//! `ALLIANCE_*` environment variables. Secrets never come from command-line arguments.
+use chrono_tz::Tz;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Source(#[from] config::ConfigError),
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Which database backend a URL names. Anything but these two schemes is refused, because
+/// diesel's multi-connection `establish` would otherwise open any string as a SQLite file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(invalid("ALLIANCE_DATABASE_URL", "sqlite:// needs a file path"));
+            }
+            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(url.to_owned()))
+        } else {
+            Err(invalid(
+                "ALLIANCE_DATABASE_URL",
+                "only sqlite:// and postgres:// URLs are accepted",
+            ))
+        }
+    }
+
+    /// The URL with any password replaced, for printing.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+            DatabaseUrl::Postgres(u) => match url::Url::parse(u) {
+                Ok(mut parsed) if parsed.password().is_some() => {
+                    let _ = parsed.set_password(Some("REDACTED"));
+                    parsed.to_string()
+                }
+                Ok(parsed) => parsed.to_string(),
+                Err(_) => "postgres://<unparseable, redacted>".to_owned(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub home: PathBuf,
+    pub ca_dir: PathBuf,
+    pub database: DatabaseUrl,
+    pub listen: String,
+    pub ops_listen: String,
+    pub public_url: String,
+    pub server_names: Vec<String>,
+    pub timezone: Tz,
+    pub settlement_cron: String,
+    pub settlement_enabled: bool,
+    pub max_backdate_days: u32,
+    pub max_txn_fen: i64,
+    pub idempotency_retention_hours: u32,
+    pub csv_bom: bool,
+    pub log_format: LogFormat,
+    /// Extra limits that the contract leaves to us.
+    pub verify_requests_per_minute: u32,
+    pub verify_members_per_day: u32,
+    pub db_pool_size: u32,
+}
+
+/// Raw values as strings, so a numeric-looking environment value never fails to load and every
+/// value is checked below with an error that names its variable.
+#[derive(Debug, Default, Deserialize)]
+struct Raw {
+    ca_dir: Option<String>,
+    database_url: Option<String>,
+    listen: Option<String>,
+    ops_listen: Option<String>,
+    public_url: Option<String>,
+    server_names: Option<String>,
+    timezone: Option<String>,
+    settlement_cron: Option<String>,
+    settlement_enabled: Option<String>,
+    max_backdate_days: Option<String>,
+    max_txn_fen: Option<String>,
+    idempotency_retention_hours: Option<String>,
+    csv_bom: Option<String>,
+    log_format: Option<String>,
+    verify_requests_per_minute: Option<String>,
+    verify_members_per_day: Option<String>,
+    db_pool_size: Option<String>,
+}
+
+fn parse_bool(key: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(key, format!("{v:?} is not true or false"))),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(key: &'static str, v: &str) -> Result<T, ConfigError> {
+    v.trim()
+        .parse()
+        .map_err(|_| invalid(key, format!("{v:?} is not a valid number")))
+}
+
+impl Settings {
+    /// Loads from `ALLIANCE_HOME` (default `.`), its `alliance.toml` and the environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let home = std::env::var("ALLIANCE_HOME").unwrap_or_else(|_| ".".to_owned());
+        let home = PathBuf::from(home);
+        let file = home.join("alliance.toml");
+        let raw: Raw = config::Config::builder()
+            .add_source(config::File::from(file).required(false))
+            .add_source(config::Environment::with_prefix("ALLIANCE").try_parsing(false))
+            .build()?
+            .try_deserialize()?;
+        Self::from_raw(home, raw)
+    }
+
+    /// The defaults for an alliance living in `home`, as tests and tools build them.
+    pub fn for_home(home: &Path) -> Self {
+        // from_raw with no values cannot fail: every default below is valid.
+        match Self::from_raw(home.to_path_buf(), Raw::default()) {
+            Ok(s) => s,
+            Err(e) => unreachable!("defaults are valid: {e}"),
+        }
+    }
+
+    fn from_raw(home: PathBuf, raw: Raw) -> Result<Self, ConfigError> {
+        let ca_dir = raw
+            .ca_dir
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join("certs"));
+        let database = match raw.database_url {
+            Some(url) => DatabaseUrl::parse(&url)?,
+            None => DatabaseUrl::Sqlite(home.join("data").join("alliance.db")),
+        };
+        let timezone_name = raw.timezone.unwrap_or_else(|| "Asia/Shanghai".to_owned());
+        let timezone: Tz = timezone_name
+            .parse()
+            .map_err(|_| invalid("ALLIANCE_TIMEZONE", format!("unknown timezone {timezone_name:?}")))?;
+        let server_names: Vec<String> = raw
+            .server_names
+            .unwrap_or_else(|| "localhost,127.0.0.1".to_owned())
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if server_names.is_empty() {
+            return Err(invalid("ALLIANCE_SERVER_NAMES", "at least one name is needed"));
+        }
+        let log_format = match raw.log_format.as_deref().unwrap_or("pretty") {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(invalid(
+                    "ALLIANCE_LOG_FORMAT",
+                    format!("{other:?} is not pretty or json"),
+                ))
+            }
+        };
+        let max_backdate_days: u32 = match raw.max_backdate_days {
+            Some(v) => parse_num("ALLIANCE_MAX_BACKDATE_DAYS", &v)?,
+            None => 7,
+        };
+        let idempotency_retention_hours: u32 = match raw.idempotency_retention_hours {
+            Some(v) => parse_num("ALLIANCE_IDEMPOTENCY_RETENTION_HOURS", &v)?,
+            None => 192,
+        };
+        // Stored responses must outlive the backdating window, or a late retry would be booked twice.
+        if u64::from(idempotency_retention_hours) < (u64::from(max_backdate_days) + 1) * 24 {
+            return Err(invalid(
+                "ALLIANCE_IDEMPOTENCY_RETENTION_HOURS",
+                "must be at least (ALLIANCE_MAX_BACKDATE_DAYS + 1) × 24",
+            ));
+        }
+        let max_txn_fen: i64 = match raw.max_txn_fen {
+            Some(v) => parse_num("ALLIANCE_MAX_TXN_FEN", &v)?,
+            None => 10_000_000,
+        };
+        if !(1..=10_000_000_000).contains(&max_txn_fen) {
+            return Err(invalid("ALLIANCE_MAX_TXN_FEN", "must be between 1 and 10^10"));
+        }
+        let db_pool_size: u32 = match raw.db_pool_size {
+            Some(v) => parse_num("ALLIANCE_DB_POOL_SIZE", &v)?,
+            None => 16,
+        };
+        if !(1..=256).contains(&db_pool_size) {
+            return Err(invalid("ALLIANCE_DB_POOL_SIZE", "must be between 1 and 256"));
+        }
+        Ok(Settings {
+            ca_dir,
+            database,
+            listen: raw.listen.unwrap_or_else(|| "0.0.0.0:8443".to_owned()),
+            ops_listen: raw.ops_listen.unwrap_or_else(|| "127.0.0.1:9090".to_owned()),
+            public_url: raw
+                .public_url
+                .unwrap_or_else(|| "https://localhost:8443".to_owned()),
+            server_names,
+            timezone,
+            settlement_cron: raw
+                .settlement_cron
+                .unwrap_or_else(|| "0 0 2 * * *".to_owned()),
+            settlement_enabled: match raw.settlement_enabled {
+                Some(v) => parse_bool("ALLIANCE_SETTLEMENT_ENABLED", &v)?,
+                None => true,
+            },
+            max_backdate_days,
+            max_txn_fen,
+            idempotency_retention_hours,
+            csv_bom: match raw.csv_bom {
+                Some(v) => parse_bool("ALLIANCE_CSV_BOM", &v)?,
+                None => false,
+            },
+            log_format,
+            verify_requests_per_minute: match raw.verify_requests_per_minute {
+                Some(v) => parse_num("ALLIANCE_VERIFY_REQUESTS_PER_MINUTE", &v)?,
+                None => 6000,
+            },
+            verify_members_per_day: match raw.verify_members_per_day {
+                Some(v) => parse_num("ALLIANCE_VERIFY_MEMBERS_PER_DAY", &v)?,
+                None => 20000,
+            },
+            db_pool_size,
+            home,
+        })
+    }
+
+    pub fn certs_dir(&self) -> PathBuf {
+        self.home.join("certs")
+    }
+
+    pub fn bundles_dir(&self) -> PathBuf {
+        self.home.join("bundles")
+    }
+
+    pub fn statements_dir(&self) -> PathBuf {
+        self.home.join("statements")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.home.join("data")
+    }
+
+    /// The effective configuration as TOML-like lines, secrets redacted.
+    pub fn render(&self) -> String {
+        let lines = [
+            ("ALLIANCE_HOME", self.home.display().to_string()),
+            ("ALLIANCE_CA_DIR", self.ca_dir.display().to_string()),
+            ("ALLIANCE_DATABASE_URL", self.database.redacted()),
+            ("ALLIANCE_LISTEN", self.listen.clone()),
+            ("ALLIANCE_OPS_LISTEN", self.ops_listen.clone()),
+            ("ALLIANCE_PUBLIC_URL", self.public_url.clone()),
+            ("ALLIANCE_SERVER_NAMES", self.server_names.join(",")),
+            ("ALLIANCE_TIMEZONE", self.timezone.name().to_owned()),
+            ("ALLIANCE_SETTLEMENT_CRON", self.settlement_cron.clone()),
+            ("ALLIANCE_SETTLEMENT_ENABLED", self.settlement_enabled.to_string()),
+            ("ALLIANCE_MAX_BACKDATE_DAYS", self.max_backdate_days.to_string()),
+            ("ALLIANCE_MAX_TXN_FEN", self.max_txn_fen.to_string()),
+            (
+                "ALLIANCE_IDEMPOTENCY_RETENTION_HOURS",
+                self.idempotency_retention_hours.to_string(),
+            ),
+            ("ALLIANCE_CSV_BOM", self.csv_bom.to_string()),
+            (
+                "ALLIANCE_LOG_FORMAT",
+                match self.log_format {
+                    LogFormat::Pretty => "pretty".to_owned(),
+                    LogFormat::Json => "json".to_owned(),
+                },
+            ),
+            (
+                "ALLIANCE_VERIFY_REQUESTS_PER_MINUTE",
+                self.verify_requests_per_minute.to_string(),
+            ),
+            (
+                "ALLIANCE_VERIFY_MEMBERS_PER_DAY",
+                self.verify_members_per_day.to_string(),
+            ),
+            ("ALLIANCE_DB_POOL_SIZE", self.db_pool_size.to_string()),
+        ];
+        let mut out = String::new();
+        for (k, v) in lines {
+            out.push_str(&format!("{k} = {v:?}\n"));
+        }
+        out.push_str("# secrets (member-ref key, phone key, signing keys) live in files under ALLIANCE_HOME/certs and are never printed\n");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_pick_the_backend_by_scheme() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/a.db").unwrap(),
+            DatabaseUrl::Sqlite(PathBuf::from("data/a.db"))
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://u:p@h/db").unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
+        assert!(DatabaseUrl::parse("mysql://h/db").is_err());
+        assert!(DatabaseUrl::parse("data/alliance.db").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        let u = DatabaseUrl::parse("postgres://gw:s3cret@db.internal:5432/alliance").unwrap();
+        let shown = u.redacted();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("REDACTED"));
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = Settings::for_home(Path::new("/srv/a"));
+        assert_eq!(s.listen, "0.0.0.0:8443");
+        assert_eq!(s.ops_listen, "127.0.0.1:9090");
+        assert_eq!(s.ca_dir, PathBuf::from("/srv/a/certs"));
+        assert_eq!(
+            s.database,
+            DatabaseUrl::Sqlite(PathBuf::from("/srv/a/data/alliance.db"))
+        );
+        assert_eq!(s.timezone, chrono_tz::Asia::Shanghai);
+        assert_eq!(s.max_txn_fen, 10_000_000);
+    }
+}

@@ -1,0 +1,103 @@
+//! The double-entry points ledger. Entries are append-only (triggers refuse UPDATE and
+//! DELETE); a member's balance is the sum of its entries, never a column to overwrite.
+use super::schema::{ledger_entries, ledger_journals};
+use super::{DbConn, DbError};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+/// Accounts that are not a member's: where points come from and go to.
+pub mod accounts {
+    pub const MEMBER: &str = "member";
+    /// The alliance's liability for balances members brought with them at import.
+    pub const OPENING_BALANCES: &str = "alliance:opening-balances";
+}
+
+#[derive(Debug, Clone)]
+pub struct Posting<'a> {
+    pub account: &'a str,
+    pub member_id: Option<i64>,
+    pub amount_points: i64,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = ledger_journals)]
+struct NewJournal<'a> {
+    kind: &'a str,
+    reference: &'a str,
+    created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = ledger_entries)]
+struct NewEntry<'a> {
+    journal_id: i64,
+    account: &'a str,
+    member_id: Option<i64>,
+    amount_points: i64,
+    created_at: NaiveDateTime,
+}
+
+pub struct Ledger;
+
+impl Ledger {
+    /// Posts one balanced journal. Refuses (before writing) a journal that does not sum to zero.
+    /// `(kind, reference)` is unique, so a journal is posted at most once.
+    pub fn post(
+        conn: &mut DbConn,
+        kind: &str,
+        reference: &str,
+        postings: &[Posting<'_>],
+        now: NaiveDateTime,
+    ) -> Result<i64, DbError> {
+        let sum = postings
+            .iter()
+            .try_fold(0i64, |acc, p| acc.checked_add(p.amount_points));
+        if sum != Some(0) || postings.len() < 2 {
+            return Err(DbError::Invariant(format!(
+                "journal {kind}/{reference} does not balance"
+            )));
+        }
+        let journal_id: i64 = diesel::insert_into(ledger_journals::table)
+            .values(&NewJournal {
+                kind,
+                reference,
+                created_at: now,
+            })
+            .returning(ledger_journals::id)
+            .get_result(conn)?;
+        // One insert per entry: batch inserts do not compile on the multi-backend connection,
+        // and a journal has a handful of entries.
+        for p in postings {
+            diesel::insert_into(ledger_entries::table)
+                .values(&NewEntry {
+                    journal_id,
+                    account: p.account,
+                    member_id: p.member_id,
+                    amount_points: p.amount_points,
+                    created_at: now,
+                })
+                .execute(conn)?;
+        }
+        Ok(journal_id)
+    }
+
+    /// A member's balance: the sum of the member's entries.
+    pub fn balance(conn: &mut DbConn, member_id: i64) -> QueryResult<i64> {
+        ledger_entries::table
+            .filter(ledger_entries::member_id.eq(member_id))
+            .select(sum_points())
+            .first(conn)
+    }
+
+    /// The sum of every entry in the ledger; zero unless the ledger is corrupt.
+    pub fn total(conn: &mut DbConn) -> QueryResult<i64> {
+        ledger_entries::table.select(sum_points()).first(conn)
+    }
+}
+
+/// `SUM(BIGINT)` is NUMERIC on PostgreSQL; casting keeps it an integer on both backends.
+fn sum_points() -> diesel::expression::SqlLiteral<diesel::sql_types::BigInt> {
+    diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "CAST(COALESCE(SUM(ledger_entries.amount_points), 0) AS BIGINT)",
+    )
+}

@@ -1,0 +1,39 @@
+use super::schema::member_refs;
+use super::DbConn;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = member_refs)]
+pub struct NewMemberRef<'a> {
+    pub partner_code: &'a str,
+    pub member_ref: &'a str,
+    pub member_id: i64,
+    pub created_at: NaiveDateTime,
+}
+
+pub struct MemberRef;
+
+impl MemberRef {
+    /// The member a partner's ref names, if this partner was ever given that ref.
+    pub fn member_id(conn: &mut DbConn, partner_code: &str, member_ref: &str) -> QueryResult<Option<i64>> {
+        member_refs::table
+            .find((partner_code, member_ref))
+            .select(member_refs::member_id)
+            .first(conn)
+            .optional()
+    }
+
+    /// Records that `partner_code` was given `member_ref`. Idempotent: a concurrent insert of
+    /// the same row is a unique violation, which means the row is there.
+    pub fn remember(conn: &mut DbConn, new: &NewMemberRef<'_>) -> QueryResult<()> {
+        if Self::member_id(conn, new.partner_code, new.member_ref)?.is_some() {
+            return Ok(());
+        }
+        match diesel::insert_into(member_refs::table).values(new).execute(conn) {
+            Ok(_) => Ok(()),
+            Err(e) if super::is_unique_violation(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Storage: one portable diesel schema over SQLite (default) or PostgreSQL (production).
+//! Backend-specific SQL stays in this module.
+pub mod alliance;
+pub mod audit_log;
+pub mod certificates;
+pub mod gateway_keys;
+pub mod ledger;
+pub mod member_refs;
+pub mod members;
+pub mod nonces;
+pub mod offer_versions;
+pub mod partners;
+pub mod schema;
+pub mod signing_keys;
+
+use crate::config::DatabaseUrl;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::time::Duration;
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type PooledConn = r2d2::PooledConnection<Manager>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database connection: {0}")]
+    Connection(#[from] diesel::ConnectionError),
+    #[error("database pool: {0}")]
+    Pool(#[from] r2d2::PoolError),
+    #[error("migrations: {0}")]
+    Migration(String),
+    #[error("stored data is inconsistent: {0}")]
+    Invariant(String),
+}
+
+/// Opens connections for the backend the URL named; never guesses (diesel's multi-connection
+/// `establish` would open any non-Postgres string as a SQLite file).
+#[derive(Debug, Clone)]
+pub struct Manager {
+    url: DatabaseUrl,
+}
+
+/// Per-connection SQLite settings: WAL so readers never block the writer, a busy timeout so
+/// concurrent writers wait instead of failing, and foreign keys on.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+
+impl Manager {
+    pub fn new(url: DatabaseUrl) -> Self {
+        Self { url }
+    }
+
+    pub fn connect(&self) -> Result<DbConn, diesel::ConnectionError> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let path = path.to_string_lossy();
+                let mut conn = SqliteConnection::establish(&path)?;
+                conn.batch_execute(SQLITE_PRAGMAS)
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(DbConn::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => Ok(DbConn::Postgres(PgConnection::establish(url)?)),
+        }
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, r2d2::Error> {
+        Manager::connect(self).map_err(r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+/// Builds the pool, creating the SQLite file's directory if needed.
+pub fn pool(url: &DatabaseUrl, max_size: u32) -> Result<Pool, DbError> {
+    if let DatabaseUrl::Sqlite(path) = url {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    DbError::Migration(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+        }
+    }
+    let pool = r2d2::Pool::builder()
+        .max_size(max_size)
+        .connection_timeout(Duration::from_secs(10))
+        .build(Manager::new(url.clone()))?;
+    Ok(pool)
+}
+
+/// Applies the embedded migrations of the connection's backend.
+pub fn migrate(conn: &mut DbConn) -> Result<usize, DbError> {
+    let applied = match conn {
+        DbConn::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map_err(|e| DbError::Migration(e.to_string()))?
+            .len(),
+        DbConn::Postgres(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map_err(|e| DbError::Migration(e.to_string()))?
+            .len(),
+    };
+    Ok(applied)
+}
+
+/// Runs `f` in a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so the write lock is
+/// taken up front and two writers never deadlock upgrading a read lock.
+pub fn write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        DbConn::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    match f(conn) {
+        Ok(value) => {
+            <DbConn as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            // The rollback error (if any) is less useful than the error that caused it.
+            let _ = <DbConn as Connection>::TransactionManager::rollback_transaction(conn);
+            Err(e)
+        }
+    }
+}
+
+/// True when the error is a unique-constraint violation, on either backend.
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _
+        )
+    )
+}
+
+/// Takes a lock that serialises writers of one kind across instances. SQLite's immediate
+/// transaction already serialises every writer; PostgreSQL needs an advisory lock.
+pub fn serialise(conn: &mut DbConn, lock_key: i64) -> Result<(), diesel::result::Error> {
+    if let DbConn::Postgres(c) = conn {
+        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({lock_key})")).execute(c)?;
+    }
+    Ok(())
+}
+
+use diesel::RunQueryDsl;
+
+/// Well-known advisory lock keys.
+pub mod locks {
+    pub const AUDIT_LOG: i64 = 0x414c_4c49_0001;
+}
+
+/// The current UTC time truncated to microseconds, so values read back compare equal on both backends.
+pub fn now_utc() -> chrono::NaiveDateTime {
+    let now = chrono::Utc::now().naive_utc();
+    chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::microseconds(1)).unwrap_or(now)
+}

@@ -1,0 +1,77 @@
+use super::schema::partners;
+use super::DbConn;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = partners)]
+pub struct Partner {
+    pub code: String,
+    pub name: String,
+    pub category: String,
+    pub capabilities: String,
+    pub contact_email: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = partners)]
+pub struct NewPartner<'a> {
+    pub code: &'a str,
+    pub name: &'a str,
+    pub category: &'a str,
+    pub capabilities: &'a str,
+    pub contact_email: &'a str,
+    pub status: &'a str,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl Partner {
+    pub const ACTIVE: &'static str = "active";
+    pub const SUSPENDED: &'static str = "suspended";
+
+    pub fn find(conn: &mut DbConn, code: &str) -> QueryResult<Option<Partner>> {
+        partners::table
+            .find(code)
+            .select(Partner::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn insert(conn: &mut DbConn, new: &NewPartner<'_>) -> QueryResult<()> {
+        diesel::insert_into(partners::table)
+            .values(new)
+            .execute(conn)
+            .map(|_| ())
+    }
+
+    /// Name, category, capabilities and contact may change on re-onboarding; nothing else.
+    pub fn update_details(
+        conn: &mut DbConn,
+        code: &str,
+        name: &str,
+        category: &str,
+        capabilities: &str,
+        contact_email: &str,
+        now: NaiveDateTime,
+    ) -> QueryResult<()> {
+        diesel::update(partners::table.find(code))
+            .set((
+                partners::name.eq(name),
+                partners::category.eq(category),
+                partners::capabilities.eq(capabilities),
+                partners::contact_email.eq(contact_email),
+                partners::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .map(|_| ())
+    }
+
+    pub fn has_capability(&self, capability: &str) -> bool {
+        self.capabilities.split(',').any(|c| c == capability)
+    }
+}

@@ -1,0 +1,151 @@
+// One portable schema for both backends: BigInt, Integer, Text, Binary, Timestamp (UTC), Date.
+diesel::table! {
+    alliance (id) {
+        id -> Integer,
+        name -> Text,
+        timezone -> Text,
+        first_business_day -> Date,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    partners (code) {
+        code -> Text,
+        name -> Text,
+        category -> Text,
+        capabilities -> Text,
+        contact_email -> Text,
+        status -> Text,
+        status_reason -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    certificates (serial_hex) {
+        serial_hex -> Text,
+        identity -> Text,
+        fingerprint_sha256 -> Text,
+        not_before -> Timestamp,
+        not_after -> Timestamp,
+        status -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    signing_keys (key_id) {
+        key_id -> Text,
+        identity -> Text,
+        alg -> Text,
+        public_key -> Binary,
+        status -> Text,
+        retire_after -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    offer_versions (partner_code, version) {
+        partner_code -> Text,
+        version -> BigInt,
+        effective_from -> Date,
+        terms_json -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    members (id) {
+        id -> BigInt,
+        card_no -> Text,
+        tier -> Text,
+        status -> Text,
+        birth_month -> Nullable<Integer>,
+        phone_hash -> Nullable<Text>,
+        phone_key_version -> Nullable<Integer>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    member_refs (partner_code, member_ref) {
+        partner_code -> Text,
+        member_ref -> Text,
+        member_id -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    ledger_journals (id) {
+        id -> BigInt,
+        kind -> Text,
+        reference -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    ledger_entries (id) {
+        id -> BigInt,
+        journal_id -> BigInt,
+        account -> Text,
+        member_id -> Nullable<BigInt>,
+        amount_points -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    request_nonces (key_id, nonce_sha256) {
+        key_id -> Text,
+        nonce_sha256 -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    gateway_keys (key_id) {
+        key_id -> Text,
+        public_key -> Binary,
+        status -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> Timestamp,
+        actor -> Text,
+        action -> Text,
+        subject -> Text,
+        detail -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::joinable!(offer_versions -> partners (partner_code));
+diesel::joinable!(member_refs -> members (member_id));
+diesel::joinable!(ledger_entries -> ledger_journals (journal_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    alliance,
+    partners,
+    certificates,
+    signing_keys,
+    offer_versions,
+    members,
+    member_refs,
+    ledger_journals,
+    ledger_entries,
+    request_nonces,
+    gateway_keys,
+    audit_log,
+);
