@@ -37,7 +37,10 @@ impl DatabaseUrl {
     pub fn parse(url: &str) -> Result<Self, ConfigError> {
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
-                return Err(invalid("ALLIANCE_DATABASE_URL", "sqlite:// needs a file path"));
+                return Err(invalid(
+                    "ALLIANCE_DATABASE_URL",
+                    "sqlite:// needs a file path",
+                ));
             }
             Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -159,9 +162,12 @@ impl Settings {
             None => DatabaseUrl::Sqlite(home.join("data").join("alliance.db")),
         };
         let timezone_name = raw.timezone.unwrap_or_else(|| "Asia/Shanghai".to_owned());
-        let timezone: Tz = timezone_name
-            .parse()
-            .map_err(|_| invalid("ALLIANCE_TIMEZONE", format!("unknown timezone {timezone_name:?}")))?;
+        let timezone: Tz = timezone_name.parse().map_err(|_| {
+            invalid(
+                "ALLIANCE_TIMEZONE",
+                format!("unknown timezone {timezone_name:?}"),
+            )
+        })?;
         let server_names: Vec<String> = raw
             .server_names
             .unwrap_or_else(|| "localhost,127.0.0.1".to_owned())
@@ -170,7 +176,10 @@ impl Settings {
             .filter(|s| !s.is_empty())
             .collect();
         if server_names.is_empty() {
-            return Err(invalid("ALLIANCE_SERVER_NAMES", "at least one name is needed"));
+            return Err(invalid(
+                "ALLIANCE_SERVER_NAMES",
+                "at least one name is needed",
+            ));
         }
         let log_format = match raw.log_format.as_deref().unwrap_or("pretty") {
             "pretty" => LogFormat::Pretty,
@@ -202,20 +211,28 @@ impl Settings {
             None => 10_000_000,
         };
         if !(1..=10_000_000_000).contains(&max_txn_fen) {
-            return Err(invalid("ALLIANCE_MAX_TXN_FEN", "must be between 1 and 10^10"));
+            return Err(invalid(
+                "ALLIANCE_MAX_TXN_FEN",
+                "must be between 1 and 10^10",
+            ));
         }
         let db_pool_size: u32 = match raw.db_pool_size {
             Some(v) => parse_num("ALLIANCE_DB_POOL_SIZE", &v)?,
             None => 16,
         };
         if !(1..=256).contains(&db_pool_size) {
-            return Err(invalid("ALLIANCE_DB_POOL_SIZE", "must be between 1 and 256"));
+            return Err(invalid(
+                "ALLIANCE_DB_POOL_SIZE",
+                "must be between 1 and 256",
+            ));
         }
         Ok(Settings {
             ca_dir,
             database,
             listen: raw.listen.unwrap_or_else(|| "0.0.0.0:8443".to_owned()),
-            ops_listen: raw.ops_listen.unwrap_or_else(|| "127.0.0.1:9090".to_owned()),
+            ops_listen: raw
+                .ops_listen
+                .unwrap_or_else(|| "127.0.0.1:9090".to_owned()),
             public_url: raw
                 .public_url
                 .unwrap_or_else(|| "https://localhost:8443".to_owned()),
@@ -277,8 +294,14 @@ impl Settings {
             ("ALLIANCE_SERVER_NAMES", self.server_names.join(",")),
             ("ALLIANCE_TIMEZONE", self.timezone.name().to_owned()),
             ("ALLIANCE_SETTLEMENT_CRON", self.settlement_cron.clone()),
-            ("ALLIANCE_SETTLEMENT_ENABLED", self.settlement_enabled.to_string()),
-            ("ALLIANCE_MAX_BACKDATE_DAYS", self.max_backdate_days.to_string()),
+            (
+                "ALLIANCE_SETTLEMENT_ENABLED",
+                self.settlement_enabled.to_string(),
+            ),
+            (
+                "ALLIANCE_MAX_BACKDATE_DAYS",
+                self.max_backdate_days.to_string(),
+            ),
             ("ALLIANCE_MAX_TXN_FEN", self.max_txn_fen.to_string()),
             (
                 "ALLIANCE_IDEMPOTENCY_RETENTION_HOURS",

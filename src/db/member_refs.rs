@@ -16,7 +16,11 @@ pub struct MemberRef;
 
 impl MemberRef {
     /// The member a partner's ref names, if this partner was ever given that ref.
-    pub fn member_id(conn: &mut DbConn, partner_code: &str, member_ref: &str) -> QueryResult<Option<i64>> {
+    pub fn member_id(
+        conn: &mut DbConn,
+        partner_code: &str,
+        member_ref: &str,
+    ) -> QueryResult<Option<i64>> {
         member_refs::table
             .find((partner_code, member_ref))
             .select(member_refs::member_id)
@@ -30,7 +34,10 @@ impl MemberRef {
         if Self::member_id(conn, new.partner_code, new.member_ref)?.is_some() {
             return Ok(());
         }
-        match diesel::insert_into(member_refs::table).values(new).execute(conn) {
+        match diesel::insert_into(member_refs::table)
+            .values(new)
+            .execute(conn)
+        {
             Ok(_) => Ok(()),
             Err(e) if super::is_unique_violation(&e) => Ok(()),
             Err(e) => Err(e),

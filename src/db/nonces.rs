@@ -28,7 +28,8 @@ impl Nonce {
 
     /// Deletes nonces whose window has passed; a replay of them fails on `created` anyway.
     pub fn prune(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<usize> {
-        diesel::delete(request_nonces::table.filter(request_nonces::expires_at.lt(now))).execute(conn)
+        diesel::delete(request_nonces::table.filter(request_nonces::expires_at.lt(now)))
+            .execute(conn)
     }
 
     pub fn count(conn: &mut DbConn) -> QueryResult<i64> {

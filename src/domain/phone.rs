@@ -13,7 +13,9 @@ impl Phone {
             .chars()
             .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')'))
         {
-            return Err(ParseError::new("phone may hold only digits, spaces, + - ( )"));
+            return Err(ParseError::new(
+                "phone may hold only digits, spaces, + - ( )",
+            ));
         }
         let mut digits: String = trimmed.chars().filter(|c| c.is_ascii_digit()).collect();
         if trimmed.starts_with("00") {
@@ -52,10 +54,18 @@ mod tests {
 
     #[test]
     fn mainland_numbers_normalise_with_or_without_country_code() {
-        for raw in ["13800138000", "+86 138-0013-8000", "+8613800138000", "008613800138000"] {
+        for raw in [
+            "13800138000",
+            "+86 138-0013-8000",
+            "+8613800138000",
+            "008613800138000",
+        ] {
             assert_eq!(Phone::parse(raw).unwrap().as_str(), "13800138000", "{raw}");
         }
-        assert_eq!(Phone::parse("+852 9123 4567").unwrap().as_str(), "+85291234567");
+        assert_eq!(
+            Phone::parse("+852 9123 4567").unwrap().as_str(),
+            "+85291234567"
+        );
         assert!(Phone::parse("12345").is_err());
         assert!(Phone::parse("138abc").is_err());
     }

@@ -123,8 +123,12 @@ impl Ca {
             })
             .collect::<Result<Vec<_>, rcgen::Error>>()?;
         let first = names.first().map(String::as_str).unwrap_or("gateway");
-        let (params, serial_hex, nb, na) =
-            self.leaf_params(first, sans, ExtendedKeyUsagePurpose::ServerAuth, SERVER_VALIDITY_DAYS)?;
+        let (params, serial_hex, nb, na) = self.leaf_params(
+            first,
+            sans,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            SERVER_VALIDITY_DAYS,
+        )?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Issued {

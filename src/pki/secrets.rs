@@ -99,7 +99,9 @@ mod tests {
         let b = keys.member_ref("P-CIN-001", 42);
         assert_eq!(a.len(), 26);
         assert_ne!(a, b);
-        assert!(a.chars().all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c)));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c)));
         assert_eq!(a, keys.member_ref("P-RST-001", 42));
     }
 

@@ -20,12 +20,19 @@ pub struct Message<'a> {
 impl Message<'_> {
     /// The value of a derived or header component, or why it cannot be had.
     pub fn component_value(&self, name: &str) -> Result<String, SigError> {
-        let missing = || SigError::Invalid(format!("covered component {name:?} is not in the message"));
+        let missing =
+            || SigError::Invalid(format!("covered component {name:?} is not in the message"));
         match name {
             "@method" => self.method.map(str::to_owned).ok_or_else(missing),
             "@path" => self
                 .path
-                .map(|p| if p.is_empty() { "/".to_owned() } else { p.to_owned() })
+                .map(|p| {
+                    if p.is_empty() {
+                        "/".to_owned()
+                    } else {
+                        p.to_owned()
+                    }
+                })
                 .ok_or_else(missing),
             "@query" => {
                 if self.method.is_none() {
@@ -90,7 +97,9 @@ pub fn signature_base(
             None => msg.component_value(&c.name)?,
         };
         if value.contains('\n') || value.contains('\r') {
-            return Err(SigError::Invalid("component values may not contain newlines".into()));
+            return Err(SigError::Invalid(
+                "component values may not contain newlines".into(),
+            ));
         }
         base.push_str(&c.identifier);
         base.push_str(": ");

@@ -24,9 +24,7 @@ pub fn claimed_sha256(header: &str) -> Result<Vec<u8>, SigError> {
                 "Content-Digest sha-256 must be a 32-byte byte sequence".into(),
             )),
         },
-        _ => Err(SigError::Digest(
-            "Content-Digest must use sha-256".into(),
-        )),
+        _ => Err(SigError::Digest("Content-Digest must use sha-256".into())),
     }
 }
 

@@ -64,7 +64,9 @@ pub fn parse_request_signature(
         },
     };
     let sfv::ListEntry::InnerList(list) = entry else {
-        return Err(invalid(format!("Signature-Input member {label:?} is not an inner list")));
+        return Err(invalid(format!(
+            "Signature-Input member {label:?} is not an inner list"
+        )));
     };
 
     let mut components = Vec::with_capacity(list.items.len());
@@ -128,11 +130,7 @@ pub fn parse_request_signature(
         Some(n)
             if (NONCE_MIN_LEN..=NONCE_MAX_LEN).contains(&n.len())
                 && n.bytes().all(|b| b.is_ascii_graphic()) => {}
-        Some(_) => {
-            return Err(invalid(
-                "nonce must be 16 to 128 visible ASCII characters",
-            ))
-        }
+        Some(_) => return Err(invalid("nonce must be 16 to 128 visible ASCII characters")),
         None => return Err(invalid("the signature has no nonce parameter")),
     }
 
@@ -202,7 +200,10 @@ mod tests {
 
     #[test]
     fn missing_and_malformed_headers_are_told_apart() {
-        assert_eq!(parse_request_signature(None, Some("sig=:AA==:")).unwrap_err(), SigError::Missing);
+        assert_eq!(
+            parse_request_signature(None, Some("sig=:AA==:")).unwrap_err(),
+            SigError::Missing
+        );
         assert!(matches!(
             parse_request_signature(Some("sig=(((("), Some("sig=:AA==:")),
             Err(SigError::Invalid(_))

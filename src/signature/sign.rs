@@ -133,16 +133,28 @@ pub fn sign_response(
     content_digest: &str,
     request: Option<(&str, &str)>,
 ) -> Result<SignatureHeaders, SigError> {
-    let headers = vec![("content-type", content_type), ("content-digest", content_digest)];
+    let headers = vec![
+        ("content-type", content_type),
+        ("content-digest", content_digest),
+    ];
     let msg = Message {
         status: Some(status),
         headers,
         ..Message::default()
     };
     let mut covered = vec![
-        Covered { name: "@status", req_key: None },
-        Covered { name: "content-type", req_key: None },
-        Covered { name: "content-digest", req_key: None },
+        Covered {
+            name: "@status",
+            req_key: None,
+        },
+        Covered {
+            name: "content-type",
+            req_key: None,
+        },
+        Covered {
+            name: "content-digest",
+            req_key: None,
+        },
     ];
     if let Some((label, _)) = request {
         covered.push(Covered {
@@ -175,19 +187,37 @@ pub struct RequestToSign<'a> {
 pub fn sign_request(key: &PrivateKey, r: &RequestToSign<'_>) -> Result<SignatureHeaders, SigError> {
     let mut headers = Vec::new();
     let mut covered = vec![
-        Covered { name: "@method", req_key: None },
-        Covered { name: "@path", req_key: None },
-        Covered { name: "@query", req_key: None },
+        Covered {
+            name: "@method",
+            req_key: None,
+        },
+        Covered {
+            name: "@path",
+            req_key: None,
+        },
+        Covered {
+            name: "@query",
+            req_key: None,
+        },
     ];
     if let (Some(ct), Some(cd)) = (r.content_type, r.content_digest) {
         headers.push(("content-type", ct));
         headers.push(("content-digest", cd));
-        covered.push(Covered { name: "content-type", req_key: None });
-        covered.push(Covered { name: "content-digest", req_key: None });
+        covered.push(Covered {
+            name: "content-type",
+            req_key: None,
+        });
+        covered.push(Covered {
+            name: "content-digest",
+            req_key: None,
+        });
     }
     if let Some(k) = r.idempotency_key {
         headers.push(("idempotency-key", k));
-        covered.push(Covered { name: "idempotency-key", req_key: None });
+        covered.push(Covered {
+            name: "idempotency-key",
+            req_key: None,
+        });
     }
     let msg = Message {
         method: Some(r.method),
@@ -240,11 +270,24 @@ mod tests {
     #[test]
     fn rfc9421_b26_is_reproduced_byte_for_byte() {
         let key = PrivateKey::from_pkcs8_pem(TEST_KEY_ED25519).unwrap();
-        let covered: Vec<Covered> = ["date", "@method", "@path", "@authority", "content-type", "content-length"]
-            .iter()
-            .map(|n| Covered { name: n, req_key: None })
-            .collect();
-        let params = [Param::Int("created", 1618884473), Param::Str("keyid", "test-key-ed25519")];
+        let covered: Vec<Covered> = [
+            "date",
+            "@method",
+            "@path",
+            "@authority",
+            "content-type",
+            "content-length",
+        ]
+        .iter()
+        .map(|n| Covered {
+            name: n,
+            req_key: None,
+        })
+        .collect();
+        let params = [
+            Param::Int("created", 1618884473),
+            Param::Str("keyid", "test-key-ed25519"),
+        ];
         let out = sign(&key, "sig-b26", &b2_request(), &covered, &params, None).unwrap();
         assert_eq!(out.signature_input, B26_INPUT);
         assert_eq!(out.signature, B26_SIGNATURE);
@@ -259,7 +302,9 @@ mod tests {
         // The verifier refuses B.2.6 as a request (no nonce), so rebuild its base by hand.
         let input = B26_INPUT.replacen("sig-b26=", "", 1);
         let list: sfv::List = sfv::Parser::new(&input).parse().unwrap();
-        let sfv::ListEntry::InnerList(il) = &list[0] else { panic!() };
+        let sfv::ListEntry::InnerList(il) = &list[0] else {
+            panic!()
+        };
         let components: Vec<Component> = il
             .items
             .iter()
@@ -271,10 +316,15 @@ mod tests {
         let params = crate::signature::input::serialize_inner_list(il);
         let base = signature_base(&b2_request(), &components, &[], &params).unwrap();
         let sig_dict: sfv::Dictionary = sfv::Parser::new(B26_SIGNATURE).parse().unwrap();
-        let sfv::ListEntry::Item(item) = &sig_dict["sig-b26"] else { panic!() };
+        let sfv::ListEntry::Item(item) = &sig_dict["sig-b26"] else {
+            panic!()
+        };
         let public = crate::pki::keys::PublicKey::from_spki_pem(TEST_PUB_ED25519).unwrap();
         assert!(public.verify(base.as_bytes(), item.bare_item.as_byte_sequence().unwrap()));
-        assert!(!public.verify(base.replace("POST", "PUT").as_bytes(), item.bare_item.as_byte_sequence().unwrap()));
+        assert!(!public.verify(
+            base.replace("POST", "PUT").as_bytes(),
+            item.bare_item.as_byte_sequence().unwrap()
+        ));
     }
 
     #[test]
@@ -295,13 +345,24 @@ mod tests {
         let parsed = parse_request_signature(Some(&h.signature_input), Some(&h.signature)).unwrap();
         assert!(parsed.covers("@query") && parsed.covers("content-digest"));
         assert!(h.base.contains("\"@query\": ?\n"));
-        assert!(key.public_key().verify(h.base.as_bytes(), &parsed.signature));
+        assert!(key
+            .public_key()
+            .verify(h.base.as_bytes(), &parsed.signature));
     }
 
     #[test]
     fn responses_bind_to_the_request_signature() {
         let key = PrivateKey::from_pkcs8_pem(TEST_KEY_ED25519).unwrap();
-        let h = sign_response(&key, "gateway/x", 5, 200, "application/json", "sha-256=:AA==:", Some(("sig", ":AQID:"))).unwrap();
+        let h = sign_response(
+            &key,
+            "gateway/x",
+            5,
+            200,
+            "application/json",
+            "sha-256=:AA==:",
+            Some(("sig", ":AQID:")),
+        )
+        .unwrap();
         assert_eq!(
             h.signature_input,
             r#"sig=("@status" "content-type" "content-digest" "signature";req;key="sig");created=5;keyid="gateway/x";alg="ed25519""#

@@ -1,0 +1,310 @@
+//! The checks every `/v1/` request passes, in the contract's order (section 13): who the TLS
+//! client certificate says the caller is, then the RFC 9421 signature, then the nonce.
+//! Framework-free: the HTTP edge hands in a [`RequestView`].
+use crate::db::certificates::Certificate;
+use crate::db::nonces::{NewNonce, Nonce};
+use crate::db::partners::Partner;
+use crate::db::signing_keys::SigningKey;
+use crate::db::{DbConn, DbError};
+use crate::domain::Identity;
+use crate::pki::keys::{Alg, PublicKey};
+use crate::signature::{self, digest, parse_request_signature, signature_base, Message, SigError};
+use chrono::{DateTime, TimeDelta, Utc};
+
+/// What the TLS layer learnt of the client certificate, once per connection.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate {
+    pub fingerprint_sha256: String,
+    /// The one `urn:alliance:` URI SAN, or why there is not exactly one valid one.
+    pub identity: Result<Identity, String>,
+}
+
+impl PeerCertificate {
+    /// Reads the peer's own certificate (the first of the chain it sent).
+    pub fn from_der(der: &[u8]) -> Self {
+        let fingerprint_sha256 = crate::pki::fingerprint(der);
+        let identity = identity_from_cert(der);
+        PeerCertificate {
+            fingerprint_sha256,
+            identity,
+        }
+    }
+}
+
+fn identity_from_cert(der: &[u8]) -> Result<Identity, String> {
+    use x509_parser::prelude::*;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|_| "unparseable certificate".to_owned())?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|_| "malformed subjectAltName".to_owned())?
+        .ok_or_else(|| "the certificate has no urn:alliance URI SAN".to_owned())?;
+    let uris: Vec<&str> = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::URI(u) if Identity::is_alliance_urn(u) => Some(*u),
+            _ => None,
+        })
+        .collect();
+    match uris.as_slice() {
+        [one] => Identity::from_urn(one).map_err(|e| e.to_string()),
+        [] => Err("the certificate has no urn:alliance URI SAN".into()),
+        _ => Err("the certificate has several urn:alliance URI SANs".into()),
+    }
+}
+
+/// A request as the signature layer sees it.
+pub struct RequestView<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub authority: Option<&'a str>,
+    /// (lowercase name, value) pairs.
+    pub headers: Vec<(&'a str, &'a str)>,
+    pub body: &'a [u8],
+}
+
+impl RequestView<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// A caller whose certificate and signature both checked out.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub identity: Identity,
+    pub key_id: String,
+    /// The verified signature's label and serialized value, for the response to bind to.
+    pub signature_label: String,
+    pub signature_value: String,
+    /// The request's Content-Digest, echoed in receipts as `request_digest`.
+    pub content_digest: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("{0}")]
+    CertificateNotActive(String),
+    #[error("the partner is suspended")]
+    PartnerSuspended,
+    #[error("{0}")]
+    MissingSignature(String),
+    #[error("{0}")]
+    InvalidSignature(String),
+    #[error("{0}")]
+    InvalidContentDigest(String),
+    #[error("the signing key is not known")]
+    UnknownKey,
+    #[error("the signing key does not belong to the identity of the client certificate")]
+    KeyIdentityMismatch,
+    #[error("created is more than 300 seconds from the gateway's clock")]
+    ClockSkew,
+    #[error("the signature has expired")]
+    SignatureExpired,
+    #[error("this nonce was already used with this key")]
+    ReplayedRequest,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for AuthError {
+    fn from(e: diesel::result::Error) -> Self {
+        AuthError::Db(DbError::Query(e))
+    }
+}
+
+impl AuthError {
+    /// The problem code of contract section 4.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::CertificateNotActive(_) => "certificate-not-active",
+            AuthError::PartnerSuspended => "partner-suspended",
+            AuthError::MissingSignature(_) => "missing-signature",
+            AuthError::InvalidSignature(_) => "invalid-signature",
+            AuthError::InvalidContentDigest(_) => "invalid-content-digest",
+            AuthError::UnknownKey => "unknown-key",
+            AuthError::KeyIdentityMismatch => "key-identity-mismatch",
+            AuthError::ClockSkew => "clock-skew",
+            AuthError::SignatureExpired => "signature-expired",
+            AuthError::ReplayedRequest => "replayed-request",
+            AuthError::Db(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            AuthError::CertificateNotActive(_)
+            | AuthError::PartnerSuspended
+            | AuthError::KeyIdentityMismatch => 403,
+            AuthError::InvalidContentDigest(_) => 400,
+            AuthError::Db(_) => 500,
+            _ => 401,
+        }
+    }
+}
+
+/// Is the certificate registered, active and its holder allowed in? Checked on every request:
+/// TLS 1.3 resumption skips the handshake's verifier, and the registry may have changed.
+pub fn check_certificate(
+    conn: &mut DbConn,
+    peer: Option<&PeerCertificate>,
+    now: DateTime<Utc>,
+) -> Result<Identity, AuthError> {
+    let peer =
+        peer.ok_or_else(|| AuthError::CertificateNotActive("no client certificate".into()))?;
+    let identity = peer
+        .identity
+        .clone()
+        .map_err(AuthError::CertificateNotActive)?;
+    let registered = Certificate::find_by_fingerprint(conn, &peer.fingerprint_sha256)?
+        .filter(|c| c.identity == identity.urn())
+        .ok_or_else(|| {
+            AuthError::CertificateNotActive("the client certificate is not registered".into())
+        })?;
+    if !registered.is_usable_at(now.naive_utc()) {
+        return Err(AuthError::CertificateNotActive(
+            "the client certificate is revoked or expired".into(),
+        ));
+    }
+    match &identity {
+        Identity::Partner(code) => {
+            let partner = Partner::find(conn, code.as_str())?.ok_or_else(|| {
+                AuthError::CertificateNotActive("the partner is not registered".into())
+            })?;
+            if partner.status != Partner::ACTIVE {
+                return Err(AuthError::PartnerSuspended);
+            }
+        }
+        Identity::Finance(_) => {}
+    }
+    Ok(identity)
+}
+
+fn sig_error(e: SigError) -> AuthError {
+    match e {
+        SigError::Missing => AuthError::MissingSignature(
+            "the request carries no Signature-Input and Signature headers".into(),
+        ),
+        SigError::Invalid(m) => AuthError::InvalidSignature(m),
+        SigError::Digest(m) => AuthError::InvalidContentDigest(m),
+    }
+}
+
+/// Verifies the request's signature for `identity` and claims its nonce.
+pub fn verify_signature(
+    conn: &mut DbConn,
+    identity: &Identity,
+    req: &RequestView<'_>,
+    now: DateTime<Utc>,
+) -> Result<Caller, AuthError> {
+    let sig = parse_request_signature(req.header("signature-input"), req.header("signature"))
+        .map_err(sig_error)?;
+
+    let has_body = !req.body.is_empty();
+    let mut required = vec!["@method", "@path", "@query"];
+    if has_body {
+        required.extend(["content-type", "content-digest"]);
+    }
+    if req.header("idempotency-key").is_some() {
+        required.push("idempotency-key");
+    }
+    if let Some(missing) = required.iter().find(|c| !sig.covers(c)) {
+        return Err(AuthError::InvalidSignature(format!(
+            "the signature must cover {missing:?}"
+        )));
+    }
+    let content_digest = req.header("content-digest");
+    let claimed = match content_digest {
+        Some(h) => Some(digest::claimed_sha256(h).map_err(sig_error)?),
+        None if has_body => {
+            return Err(AuthError::InvalidContentDigest(
+                "a request with a body needs a Content-Digest header".into(),
+            ))
+        }
+        None => None,
+    };
+
+    // Safe to unwrap-free: parse_request_signature guarantees keyid, created and nonce.
+    let key_id = sig.keyid.clone().unwrap_or_default();
+    let key = SigningKey::find(conn, &key_id)?.ok_or(AuthError::UnknownKey)?;
+    if key.identity != identity.urn() {
+        return Err(AuthError::KeyIdentityMismatch);
+    }
+    if !key.is_usable_at(now.naive_utc()) {
+        return Err(AuthError::UnknownKey);
+    }
+    let created = sig.created.unwrap_or_default();
+    if (now.timestamp() - created).abs() > signature::MAX_CLOCK_SKEW_S {
+        return Err(AuthError::ClockSkew);
+    }
+    if let Some(expires) = sig.expires {
+        if now.timestamp() > expires {
+            return Err(AuthError::SignatureExpired);
+        }
+    }
+    if let Some(claimed) = &claimed {
+        if !digest::matches(claimed, req.body) {
+            return Err(AuthError::InvalidContentDigest(
+                "Content-Digest does not match the body".into(),
+            ));
+        }
+    }
+    let alg = Alg::parse(&key.alg)
+        .ok_or_else(|| DbError::Invariant(format!("key {key_id} has alg {}", key.alg)))?;
+    if sig.alg.as_deref().is_some_and(|a| a != alg.as_str()) {
+        return Err(AuthError::InvalidSignature(
+            "alg does not match the key's algorithm".into(),
+        ));
+    }
+    let public = PublicKey::new(alg, key.public_key.clone())
+        .map_err(|e| DbError::Invariant(format!("key {key_id}: {e}")))?;
+    let msg = Message {
+        method: Some(req.method),
+        path: Some(req.path),
+        query: req.query,
+        authority: req.authority,
+        scheme: Some("https"),
+        status: None,
+        headers: req.headers.clone(),
+    };
+    let base =
+        signature_base(&msg, &sig.components, &[], &sig.params_serialized).map_err(sig_error)?;
+    if !public.verify(base.as_bytes(), &sig.signature) {
+        return Err(AuthError::InvalidSignature(
+            "the signature does not verify".into(),
+        ));
+    }
+
+    // Last, so a forged request cannot burn a nonce.
+    let nonce = sig.nonce.as_deref().unwrap_or_default();
+    let nonce_sha256 = hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        nonce.as_bytes(),
+    ));
+    let expires_at = DateTime::from_timestamp(created, 0).unwrap_or(now)
+        + TimeDelta::seconds(signature::NONCE_RETENTION_S);
+    let fresh = Nonce::claim(
+        conn,
+        &NewNonce {
+            key_id: &key_id,
+            nonce_sha256: &nonce_sha256,
+            expires_at: expires_at.naive_utc(),
+        },
+    )?;
+    if !fresh {
+        return Err(AuthError::ReplayedRequest);
+    }
+    Ok(Caller {
+        identity: identity.clone(),
+        key_id,
+        signature_label: sig.label,
+        signature_value: sig.signature_value_serialized,
+        content_digest: content_digest.map(str::to_owned),
+    })
+}

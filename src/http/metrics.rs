@@ -1,0 +1,45 @@
+//! Prometheus metrics, rendered by the ops listener's `/metrics`.
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+const LATENCY_BUCKETS_S: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the process-wide recorder once and returns its handle.
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new();
+        let builder = match builder.set_buckets_for_metric(
+            Matcher::Full("alliance_http_request_duration_seconds".into()),
+            &LATENCY_BUCKETS_S,
+        ) {
+            Ok(b) => b,
+            Err(_) => PrometheusBuilder::new(),
+        };
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (tests in one process): keep going, the
+        // handle still renders this recorder's view.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+pub fn record_request(route: &str, status: u16, seconds: f64) {
+    metrics::counter!("alliance_http_requests_total", "route" => route.to_owned(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("alliance_http_request_duration_seconds", "route" => route.to_owned())
+        .record(seconds);
+}
+
+pub fn record_auth_failure(code: &'static str) {
+    metrics::counter!("alliance_auth_failures_total", "code" => code).increment(1);
+}
+
+/// Verify 404s per partner: a burst suggests card-number guessing.
+pub fn record_member_not_found(partner: &str) {
+    metrics::counter!("alliance_verify_member_not_found_total", "partner" => partner.to_owned())
+        .increment(1);
+}

@@ -1,0 +1,351 @@
+//! The signed-API middleware: every request's body is read (within limits), its caller
+//! checked (certificate, then signature, then nonce), and every response — problems included —
+//! is stamped with a request id, a Content-Digest and the gateway's signature.
+use super::metrics;
+use super::problem::{Problem, PROBLEM_JSON};
+use super::{body_limit, AppState};
+use crate::auth::{self, Caller, PeerCertificate, RequestView};
+use crate::domain::Identity;
+use crate::signature::digest::content_digest;
+use crate::signature::sign::sign_response;
+use actix_web::body::{to_bytes, BoxBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpResponse};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// Owned copies of what the checks need, so they can run on a blocking thread.
+struct OwnedView {
+    method: String,
+    path: String,
+    query: Option<String>,
+    authority: Option<String>,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+}
+
+impl OwnedView {
+    fn of(req: &ServiceRequest, body: Bytes) -> Self {
+        let uri = req.uri();
+        OwnedView {
+            method: req.method().as_str().to_owned(),
+            path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
+            authority: req
+                .headers()
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned),
+            headers: req
+                .headers()
+                .iter()
+                .filter_map(|(n, v)| {
+                    v.to_str()
+                        .ok()
+                        .map(|v| (n.as_str().to_owned(), v.to_owned()))
+                })
+                .collect(),
+            body,
+        }
+    }
+
+    fn view(&self) -> RequestView<'_> {
+        RequestView {
+            method: &self.method,
+            path: &self.path,
+            query: self.query.as_deref(),
+            authority: self.authority.as_deref(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect(),
+            body: &self.body,
+        }
+    }
+}
+
+async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<Bytes, Problem> {
+    let too_large = || {
+        Problem::new(
+            413,
+            "payload-too-large",
+            format!("the body is larger than {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut payload = req.take_payload();
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            Problem::new(
+                400,
+                "malformed-request",
+                format!("cannot read the body: {e}"),
+            )
+        })?;
+        if buf.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Finance may read (GET) without a signature; everything else is signed.
+fn needs_signature(identity: &Identity, method: &str, view: &RequestView<'_>) -> bool {
+    let unsigned = !view
+        .headers
+        .iter()
+        .any(|(n, _)| *n == "signature-input" || *n == "signature");
+    !(matches!(identity, Identity::Finance(_)) && method == "GET" && unsigned)
+}
+
+async fn authenticate(
+    state: &AppState,
+    peer: Option<PeerCertificate>,
+    owned: OwnedView,
+) -> Result<Caller, Problem> {
+    let pool = state.pool.clone();
+    let outcome = web::block(move || -> Result<Caller, auth::AuthError> {
+        let mut conn = pool.get().map_err(crate::db::DbError::from)?;
+        let now = chrono::Utc::now();
+        let identity = auth::check_certificate(&mut conn, peer.as_ref(), now)?;
+        let view = owned.view();
+        if !needs_signature(&identity, &owned.method, &view) {
+            return Ok(Caller {
+                identity,
+                key_id: String::new(),
+                signature_label: String::new(),
+                signature_value: String::new(),
+                content_digest: None,
+            });
+        }
+        auth::verify_signature(&mut conn, &identity, &view, now)
+    })
+    .await
+    .map_err(|e| Problem::internal(&e))?;
+    outcome.map_err(|e| {
+        metrics::record_auth_failure(e.code());
+        Problem::from(e)
+    })
+}
+
+pub async fn signed_api(
+    mut req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let span = tracing::info_span!(
+        "request",
+        request.id = %request_id,
+        http.method = %req.method(),
+        http.route = %route,
+        caller.identity = tracing::field::Empty,
+        http.status = tracing::field::Empty,
+    );
+    let Some(state) = req
+        .app_data::<web::Data<AppState>>()
+        .map(|d| d.get_ref().clone())
+    else {
+        return Err(actix_web::error::ErrorInternalServerError(
+            "application state missing",
+        ));
+    };
+
+    let outcome = async {
+        let limit = body_limit(req.path());
+        let body = match read_body(&mut req, limit).await {
+            Ok(b) => b,
+            Err(p) => return Err((req, p)),
+        };
+        let peer = req.conn_data::<PeerCertificate>().cloned();
+        let owned = OwnedView::of(&req, body.clone());
+        let caller = match authenticate(&state, peer, owned).await {
+            Ok(c) => c,
+            Err(p) => return Err((req, p)),
+        };
+        tracing::Span::current()
+            .record("caller.identity", tracing::field::display(&caller.identity));
+        req.extensions_mut().insert(caller.clone());
+        req.set_payload(actix_web::dev::Payload::from(body));
+        Ok((caller, next.call(req).await))
+    }
+    .instrument(span.clone())
+    .await;
+
+    let res = match outcome {
+        Err((req, problem)) => {
+            let res = finish(
+                &state,
+                &request_id,
+                None,
+                problem.error_response_with_id(&request_id),
+            )
+            .await;
+            req.into_response(res)
+        }
+        Ok((caller, Ok(res))) => {
+            let (http_req, res) = res.into_parts();
+            let res = finish(&state, &request_id, Some(&caller), res).await;
+            ServiceResponse::new(http_req, res)
+        }
+        // Only an inner middleware could fail this way, and there is none; pass it on.
+        Ok((_, Err(e))) => return Err(e),
+    };
+    let status = res.status().as_u16();
+    span.record("http.status", status);
+    metrics::record_request(&route, status, started.elapsed().as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(
+            http.status = status,
+            latency_ms = started.elapsed().as_millis() as u64,
+            "request done"
+        )
+    });
+    Ok(res)
+}
+
+impl Problem {
+    fn error_response_with_id(&self, request_id: &str) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .content_type(PROBLEM_JSON)
+            .body(self.body(request_id).to_string())
+    }
+}
+
+/// Turns any response into a signed one: bare error statuses become problems, problems get
+/// the request id, and the gateway signs (bound to the request signature when verified).
+async fn finish(
+    state: &AppState,
+    request_id: &str,
+    caller: Option<&Caller>,
+    res: HttpResponse,
+) -> HttpResponse {
+    let (head, body) = res.into_parts();
+    let status = head.status();
+    let content_type = head
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = match to_bytes(body).await {
+        Ok(b) => b,
+        Err(e) => {
+            let p = Problem::internal(&format!("response body: {e}"));
+            return sign(
+                state,
+                request_id,
+                caller,
+                status_of(&p),
+                PROBLEM_JSON,
+                Bytes::from(p.body(request_id).to_string()),
+                None,
+            )
+            .await;
+        }
+    };
+    let (content_type, bytes) = match content_type.as_deref() {
+        Some(PROBLEM_JSON) => (
+            PROBLEM_JSON.to_owned(),
+            stamp_request_id(&bytes, request_id),
+        ),
+        _ if status.is_client_error() || status.is_server_error() => {
+            let p = Problem::for_status(status);
+            (
+                PROBLEM_JSON.to_owned(),
+                Bytes::from(p.body(request_id).to_string()),
+            )
+        }
+        Some(ct) => (ct.to_owned(), bytes),
+        None => ("application/json".to_owned(), bytes),
+    };
+    sign(
+        state,
+        request_id,
+        caller,
+        status,
+        &content_type,
+        bytes,
+        Some(head),
+    )
+    .await
+}
+
+fn status_of(p: &Problem) -> actix_web::http::StatusCode {
+    p.status
+}
+
+fn stamp_request_id(bytes: &Bytes, request_id: &str) -> Bytes {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            map.insert(
+                "request_id".into(),
+                serde_json::Value::String(request_id.to_owned()),
+            );
+            Bytes::from(serde_json::Value::Object(map).to_string())
+        }
+        _ => bytes.clone(),
+    }
+}
+
+async fn sign(
+    state: &AppState,
+    request_id: &str,
+    caller: Option<&Caller>,
+    status: actix_web::http::StatusCode,
+    content_type: &str,
+    bytes: Bytes,
+    head: Option<HttpResponse<()>>,
+) -> HttpResponse {
+    let digest = content_digest(&bytes);
+    let bound = caller
+        .filter(|c| !c.signature_label.is_empty())
+        .map(|c| (c.signature_label.as_str(), c.signature_value.as_str()));
+    let created = chrono::Utc::now().timestamp();
+    let mut res = match head {
+        Some(h) => h.set_body(BoxBody::new(bytes)),
+        None => HttpResponse::build(status).body(bytes),
+    };
+    let headers = res.headers_mut();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set("content-type", content_type);
+    set("content-digest", &digest);
+    set("x-request-id", request_id);
+    match sign_response(
+        &state.gateway_key,
+        &state.gateway_key_id,
+        created,
+        status.as_u16(),
+        content_type,
+        &digest,
+        bound,
+    ) {
+        Ok(sig) => {
+            set("signature-input", &sig.signature_input);
+            set("signature", &sig.signature);
+        }
+        // Cannot happen with well-formed labels; answer unsigned rather than not at all.
+        Err(e) => tracing::error!(error.message = %e, "response signing failed"),
+    }
+    res.map_into_boxed_body()
+}

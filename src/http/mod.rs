@@ -1,0 +1,37 @@
+//! The actix-web edge: TLS, the signed-API middleware, problems, extractors and routes.
+//! Handlers stay thin; the use cases live in `members`, `partners` and `auth`.
+pub mod extract;
+pub mod metrics;
+pub mod middleware;
+pub mod problem;
+pub mod routes;
+pub mod tls;
+
+use crate::config::Settings;
+use crate::db::Pool;
+use crate::pki::keys::PrivateKey;
+use crate::pki::secrets::MemberKeys;
+use std::sync::Arc;
+
+/// What every handler may use. Cloned per worker (all fields are cheap handles).
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: Pool,
+    pub settings: Arc<Settings>,
+    pub gateway_key: Arc<PrivateKey>,
+    pub gateway_key_id: Arc<str>,
+    pub member_keys: Arc<MemberKeys>,
+}
+
+/// Body limits (contract section 13): single requests 64 KiB; batches and reconciliation
+/// uploads 4 MiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub const MAX_BULK_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+pub fn body_limit(path: &str) -> usize {
+    if path == "/v1/transactions/batch" || path.starts_with("/v1/reconciliation/") {
+        MAX_BULK_BODY_BYTES
+    } else {
+        MAX_BODY_BYTES
+    }
+}

@@ -1,0 +1,3 @@
+//! Members: import from the mall's CRM export, and verification by partners.
+pub mod import;
+pub mod verify;

@@ -1,0 +1,201 @@
+//! `POST /v1/members/verify`: a member's tier and benefits at this partner, never their PII.
+use crate::alliance::business_day;
+use crate::db::ledger::Ledger;
+use crate::db::member_refs::{MemberRef, NewMemberRef};
+use crate::db::members::Member;
+use crate::db::offer_versions::OfferVersion;
+use crate::db::{now_utc, DbConn, DbError};
+use crate::domain::{CardNo, MemberStatus, PartnerCode, Phone, Tier};
+use crate::partners::terms::{Terms, BPS_ONE};
+use crate::pki::secrets::MemberKeys;
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// The request body as sent; exactly one field must be present.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    pub card_no: Option<String>,
+    pub phone: Option<String>,
+    pub member_ref: Option<String>,
+}
+
+/// How the partner named the member.
+pub enum Lookup {
+    Card(CardNo),
+    Phone(Phone),
+    Ref(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the request is not valid")]
+    Validation(Vec<FieldError>),
+    #[error("no member matches")]
+    MemberNotFound,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for VerifyError {
+    fn from(e: diesel::result::Error) -> Self {
+        VerifyError::Db(DbError::Query(e))
+    }
+}
+
+impl VerifyRequest {
+    /// Parse, don't validate: one well-formed way of naming a member, or field errors.
+    pub fn parse(self) -> Result<Lookup, VerifyError> {
+        let field = |f: &str, m: &str| FieldError {
+            field: f.into(),
+            message: m.into(),
+        };
+        match (self.card_no, self.phone, self.member_ref) {
+            (Some(c), None, None) => CardNo::parse(&c)
+                .map(Lookup::Card)
+                .map_err(|e| VerifyError::Validation(vec![field("card_no", &e.to_string())])),
+            (None, Some(p), None) => Phone::parse(&p)
+                .map(Lookup::Phone)
+                .map_err(|e| VerifyError::Validation(vec![field("phone", &e.to_string())])),
+            (None, None, Some(r)) => {
+                let ok = r.len() == 26
+                    && r.bytes()
+                        .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b));
+                if ok {
+                    Ok(Lookup::Ref(r))
+                } else {
+                    Err(VerifyError::Validation(vec![field(
+                        "member_ref",
+                        "must be the 26-character ref this partner received from verify",
+                    )]))
+                }
+            }
+            _ => Err(VerifyError::Validation(vec![field(
+                "card_no",
+                "give exactly one of card_no, phone or member_ref",
+            )])),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Benefits {
+    pub discount_bps: i64,
+    pub discount_cap_fen: i64,
+    pub min_spend_fen: i64,
+    pub earn_points_per_yuan: i64,
+    pub earn_multiplier_bps: i64,
+    pub redeem_enabled: bool,
+    pub redeem_fen_per_point: i64,
+    pub redeem_max_share_bps: i64,
+    pub redeem_requires_member_token: bool,
+    pub points_balance: i64,
+    pub member_day: bool,
+    pub birthday_month: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VerifyResponse {
+    pub member_ref: String,
+    pub status: String,
+    pub eligible: bool,
+    pub tier: String,
+    pub benefits: Benefits,
+    pub offer_version: i64,
+    pub verified_at: String,
+}
+
+/// Looks the member up and describes their benefits at `partner` at instant `now`.
+pub fn verify(
+    conn: &mut DbConn,
+    keys: &MemberKeys,
+    partner: &PartnerCode,
+    lookup: &Lookup,
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> Result<VerifyResponse, VerifyError> {
+    let member = match lookup {
+        Lookup::Card(card) => Member::find_by_card(conn, card.as_str())?,
+        Lookup::Phone(phone) => Member::find_by_phone_hash(conn, &keys.phone_hash(phone))?,
+        // Only refs this partner was given resolve: another partner's ref is not found.
+        Lookup::Ref(r) => match MemberRef::member_id(conn, partner.as_str(), r)? {
+            Some(id) => Member::find(conn, id)?,
+            None => None,
+        },
+    }
+    .ok_or(VerifyError::MemberNotFound)?;
+
+    let member_ref = keys.member_ref(partner.as_str(), member.id);
+    if !matches!(lookup, Lookup::Ref(_)) {
+        MemberRef::remember(
+            conn,
+            &NewMemberRef {
+                partner_code: partner.as_str(),
+                member_ref: &member_ref,
+                member_id: member.id,
+                created_at: now_utc(),
+            },
+        )?;
+    }
+
+    let tier = Tier::parse(&member.tier)
+        .map_err(|e| DbError::Invariant(format!("member {}: {e}", member.id)))?;
+    let status = MemberStatus::parse(&member.status)
+        .map_err(|e| DbError::Invariant(format!("member {}: {e}", member.id)))?;
+    let today = business_day(now, tz);
+    // The version in force today; before the first version starts, show it but mark the
+    // member not eligible (a sale dated before it is refused).
+    let (offer, in_force) = match OfferVersion::in_force(conn, partner.as_str(), today)? {
+        Some(v) => (v, true),
+        None => {
+            let first = crate::db::offer_versions::OfferVersion::latest(conn, partner.as_str())?
+                .ok_or_else(|| DbError::Invariant(format!("partner {partner} has no offer")))?;
+            (first, false)
+        }
+    };
+    let terms: Terms = serde_json::from_str(&offer.terms_json)
+        .map_err(|e| DbError::Invariant(format!("offer {partner} v{}: {e}", offer.version)))?;
+    let o = &terms.offer;
+    let local = now.with_timezone(&tz);
+    let day_bps = o.day_bps(local.day());
+    let birthday_month = member.birth_month == i32::try_from(local.month()).ok();
+    let birth_bps = if birthday_month {
+        o.birthday_month_multiplier_bps
+    } else {
+        BPS_ONE
+    };
+    let balance = Ledger::balance(conn, member.id)?;
+
+    Ok(VerifyResponse {
+        member_ref,
+        status: status.as_str().to_owned(),
+        eligible: status == MemberStatus::Active && in_force,
+        tier: tier.as_str().to_owned(),
+        benefits: Benefits {
+            discount_bps: o.discount_bps.get(tier),
+            discount_cap_fen: o.discount_cap_fen,
+            min_spend_fen: o.min_spend_fen,
+            earn_points_per_yuan: o.earn_points_per_yuan,
+            earn_multiplier_bps: o.earn_multiplier_bps(tier, day_bps, birth_bps),
+            redeem_enabled: o.redeem.enabled,
+            redeem_fen_per_point: o.redeem.fen_per_point,
+            redeem_max_share_bps: o.redeem.max_share_bps,
+            redeem_requires_member_token: o.redeem.enabled && o.redeem.requires_member_token,
+            points_balance: balance,
+            member_day: o
+                .member_day
+                .as_ref()
+                .is_some_and(|md| md.day_of_month == local.day()),
+            birthday_month,
+        },
+        offer_version: offer.version,
+        verified_at: local.to_rfc3339_opts(SecondsFormat::Secs, false),
+    })
+}

@@ -1,0 +1,4 @@
+//! Partners: their specs, offer terms and onboarding.
+pub mod onboard;
+pub mod spec;
+pub mod terms;

@@ -1,0 +1,186 @@
+//! Builds the gateway: the mTLS API listener, the loopback ops listener and the background
+//! upkeep (nonce pruning, CRL reloads). Tests build it on port 0.
+use crate::config::Settings;
+use crate::db::alliance::Alliance;
+use crate::db::gateway_keys::GatewayKey;
+use crate::db::nonces::Nonce;
+use crate::db::{self, Pool};
+use crate::http::problem::json_error;
+use crate::http::routes::{self, ops};
+use crate::http::tls::{self, ReloadingClientVerifier};
+use crate::http::{middleware, AppState, MAX_BULK_BODY_BYTES};
+use crate::pki::keys::{gateway_key_id, PrivateKey};
+use crate::pki::secrets::MemberKeys;
+use crate::pki::{files, Paths};
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often expired nonces are deleted and the CRL file is looked at.
+const NONCE_PRUNE_INTERVAL_MS: u64 = 60_000;
+const CRL_CHECK_INTERVAL_MS: u64 = 2_000;
+/// In-flight requests get this long to finish after SIGTERM.
+const SHUTDOWN_TIMEOUT_S: u64 = 30;
+
+pub struct Application {
+    port: u16,
+    ops_port: u16,
+    api: Server,
+    ops: Server,
+    upkeep: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Application {
+    /// Loads everything `serve` needs (never the CA key), applies migrations and binds.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        let paths = Paths::new(&settings);
+        let pool =
+            db::pool(&settings.database, settings.db_pool_size).context("opening the database")?;
+        {
+            let pool = pool.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let mut conn = pool.get()?;
+                db::migrate(&mut conn)?;
+                Alliance::find(&mut conn)?.context(
+                    "the alliance is not initialised: run scripts/init-alliance.sh first",
+                )?;
+                Ok(())
+            })
+            .await??;
+        }
+
+        let gateway_pem = files::read_to_string(&paths.gateway_signing_key())?;
+        let gateway_key = PrivateKey::from_pkcs8_pem(&gateway_pem)?;
+        let gateway_key_id = gateway_key_id(&gateway_key.public_key());
+        {
+            let pool = pool.clone();
+            let key_id = gateway_key_id.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let mut conn = pool.get()?;
+                GatewayKey::find(&mut conn, &key_id)?
+                    .context("the gateway signing key is not registered: run init again")?;
+                Ok(())
+            })
+            .await??;
+        }
+        let member_keys = MemberKeys::load(&paths)?;
+        let verifier = ReloadingClientVerifier::new(&paths)?;
+        let tls_config = tls::server_config(&paths, verifier.clone())?;
+
+        let state = AppState {
+            pool: pool.clone(),
+            settings: settings.clone(),
+            gateway_key: Arc::new(gateway_key),
+            gateway_key_id: Arc::from(gateway_key_id.as_str()),
+            member_keys: Arc::new(member_keys),
+        };
+        crate::http::metrics::handle();
+
+        let listener = TcpListener::bind(&settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let api = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(state.clone()))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(MAX_BULK_BODY_BYTES)
+                        .error_handler(|e, _| json_error(e).into()),
+                )
+                .wrap(actix_web::middleware::from_fn(middleware::signed_api))
+                .route(
+                    "/v1/members/verify",
+                    web::post().to(routes::members::verify),
+                )
+                .route("/v1/keys", web::get().to(routes::keys::jwks))
+                .default_service(web::to(routes::not_found))
+        })
+        .on_connect(tls::on_connect)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_S)
+        .listen_rustls_0_23(listener, tls_config)?
+        .run();
+
+        let ops_listener = TcpListener::bind(&settings.ops_listen)
+            .with_context(|| format!("binding {}", settings.ops_listen))?;
+        let ops_port = ops_listener.local_addr()?.port();
+        let ops_state = ops::OpsState { pool: pool.clone() };
+        let ops = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(ops_state.clone()))
+                .route("/healthz", web::get().to(ops::healthz))
+                .route("/readyz", web::get().to(ops::readyz))
+                .route("/metrics", web::get().to(ops::metrics))
+        })
+        .workers(1)
+        .shutdown_timeout(5)
+        .listen(ops_listener)?
+        .run();
+
+        let upkeep = vec![
+            tokio::spawn(prune_nonces(pool)),
+            tokio::spawn(reload_crl(verifier)),
+        ];
+        tracing::info!(api.port = port, ops.port = ops_port, gateway.key_id = %gateway_key_id, "gateway listening");
+        Ok(Application {
+            port,
+            ops_port,
+            api,
+            ops,
+            upkeep,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn ops_port(&self) -> u16 {
+        self.ops_port
+    }
+
+    /// Serves until SIGTERM/SIGINT (actix handles both gracefully).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = tokio::try_join!(self.api, self.ops).map(|_| ());
+        for task in self.upkeep {
+            task.abort();
+        }
+        result
+    }
+}
+
+async fn prune_nonces(pool: Pool) {
+    let mut tick = tokio::time::interval(Duration::from_millis(NONCE_PRUNE_INTERVAL_MS));
+    loop {
+        tick.tick().await;
+        let pool = pool.clone();
+        let pruned = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+            let mut conn = pool.get()?;
+            Ok(Nonce::prune(&mut conn, chrono::Utc::now().naive_utc())?)
+        })
+        .await;
+        match pruned {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(nonces.pruned = n, "pruned expired nonces"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error.message = %e, "nonce pruning failed"),
+            Err(e) => tracing::warn!(error.message = %e, "nonce pruning task failed"),
+        }
+    }
+}
+
+async fn reload_crl(verifier: Arc<ReloadingClientVerifier>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(CRL_CHECK_INTERVAL_MS));
+    loop {
+        tick.tick().await;
+        match verifier.reload_if_changed() {
+            Ok(true) => tracing::info!("reloaded the CRL"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error.message = %e, "the new CRL was refused; the previous one stays in force")
+            }
+        }
+    }
+}
