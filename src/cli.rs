@@ -71,11 +71,6 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn connect(settings: &Settings) -> Result<DbConn, String> {
-    if let crate::config::DatabaseUrl::Sqlite(path) = &settings.database {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-    }
     let mut conn = db::Manager::new(settings.database.clone())
         .connect()
         .map_err(|e| {

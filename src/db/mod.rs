@@ -69,6 +69,11 @@ impl Manager {
     pub fn connect(&self) -> Result<DbConn, diesel::ConnectionError> {
         match &self.url {
             DatabaseUrl::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        diesel::ConnectionError::BadConnection(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
                 let path = path.to_string_lossy();
                 let mut conn = SqliteConnection::establish(&path)?;
                 conn.batch_execute(SQLITE_PRAGMAS)
@@ -98,17 +103,8 @@ impl ManageConnection for Manager {
     }
 }
 
-/// Builds the pool, creating the SQLite file's directory if needed.
+/// Builds the pool (connections are opened lazily, up to `max_size`).
 pub fn pool(url: &DatabaseUrl, max_size: u32) -> Result<Pool, DbError> {
-    if let DatabaseUrl::Sqlite(path) = url {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    DbError::Migration(format!("cannot create {}: {e}", dir.display()))
-                })?;
-            }
-        }
-    }
     let pool = r2d2::Pool::builder()
         .max_size(max_size)
         .connection_timeout(Duration::from_secs(10))

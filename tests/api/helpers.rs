@@ -1,0 +1,332 @@
+use alliance_gateway::config::{DatabaseUrl, Settings};
+use alliance_gateway::db::{self, DbConn};
+use alliance_gateway::pki::keys::{PrivateKey, PublicKey};
+use alliance_gateway::pki::Paths;
+use alliance_gateway::signature::digest::content_digest;
+use alliance_gateway::signature::sign::{sign_request, RequestToSign};
+use alliance_gateway::startup::Application;
+use diesel::prelude::*;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub const GOLD_CARD: &str = "8800123456";
+pub const GOLD_PHONE: &str = "13800138000";
+pub const FROZEN_CARD: &str = "8800123460";
+
+pub struct TestApp {
+    pub port: u16,
+    pub ops_port: u16,
+    pub settings: Settings,
+    pub home: tempfile::TempDir,
+}
+
+/// A fresh database for one test: a SQLite file in the test's home, or a new PostgreSQL
+/// database on the server `ALLIANCE_TEST_DATABASE_URL` points at.
+fn test_database(home: &Path) -> DatabaseUrl {
+    match std::env::var("ALLIANCE_TEST_DATABASE_URL") {
+        Ok(admin) if admin.starts_with("postgres") => {
+            let name = format!("alliance_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = PgConnection::establish(&admin).expect("ALLIANCE_TEST_DATABASE_URL must be reachable");
+            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create test database");
+            let mut url = url::Url::parse(&admin).expect("admin URL");
+            url.set_path(&name);
+            DatabaseUrl::Postgres(url.to_string())
+        }
+        _ => DatabaseUrl::Sqlite(home.join("data").join("alliance.db")),
+    }
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl TestApp {
+    pub fn conn(&self) -> DbConn {
+        db::Manager::new(self.settings.database.clone()).connect().expect("test database connection")
+    }
+
+    pub fn paths(&self) -> Paths {
+        Paths::new(&self.settings)
+    }
+
+    pub fn url(&self, target: &str) -> String {
+        format!("https://127.0.0.1:{}{target}", self.port)
+    }
+
+    /// A client for an onboarded partner's bundle, TLS and signing key both from the bundle.
+    pub fn partner(&self, code: &str) -> PartnerClient {
+        let dir = self.settings.bundles_dir().join(code);
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("partner.json")).unwrap()).unwrap();
+        let key = PrivateKey::from_pkcs8_pem(&std::fs::read_to_string(dir.join("signing.key")).unwrap()).unwrap();
+        PartnerClient {
+            http: tls_client(&dir.join("ca.pem"), Some((&dir.join("client.pem"), &dir.join("client.key")))),
+            base: format!("https://127.0.0.1:{}", self.port),
+            key_id: json["key_id"].as_str().unwrap().to_owned(),
+            key: Arc::new(key),
+            app_gateway_keys: json["gateway_keys"].clone(),
+        }
+    }
+
+    pub fn count(&self, table: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = self.conn();
+        diesel::sql_query(format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM {table}"))
+            .get_result::<Count>(&mut conn)
+            .unwrap()
+            .n
+    }
+
+    /// Everything business-visible, so a test can assert a refused request wrote nothing.
+    pub fn snapshot(&self) -> Vec<i64> {
+        ["member_refs", "request_nonces", "ledger_entries", "members", "partners", "audit_log"]
+            .iter()
+            .map(|t| self.count(t))
+            .collect()
+    }
+}
+
+/// A plain-HTTP GET (the ops listener). reqwest is built without a default crypto provider,
+/// so give it the ring one, as the gateway itself uses.
+pub async fn plain_get(url: &str) -> reqwest::Response {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let client = reqwest::Client::builder().use_preconfigured_tls(config).build().unwrap();
+    client.get(url).send().await.unwrap()
+}
+
+pub fn tls_client(ca: &Path, identity: Option<(&Path, &Path)>) -> reqwest::Client {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some((cert, key)) => {
+            let chain: Vec<_> = CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap).collect();
+            let key = PrivateKeyDer::from_pem_file(key).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    reqwest::Client::builder().use_preconfigured_tls(config).build().unwrap()
+}
+
+/// Starts a gateway with the sample partners and members.
+pub async fn spawn_app() -> TestApp {
+    let home = tempfile::tempdir().unwrap();
+    let mut settings = Settings::for_home(home.path());
+    settings.listen = "127.0.0.1:0".into();
+    settings.ops_listen = "127.0.0.1:0".into();
+    settings.database = test_database(home.path());
+    settings.db_pool_size = 4;
+    let settings_for_setup = settings.clone();
+    tokio::task::spawn_blocking(move || setup_alliance(&settings_for_setup))
+        .await
+        .unwrap();
+    let app = Application::build(settings.clone()).await.expect("gateway starts");
+    let (port, ops_port) = (app.port(), app.ops_port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp { port, ops_port, settings, home }
+}
+
+fn setup_alliance(settings: &Settings) {
+    let mut conn = db::Manager::new(settings.database.clone()).connect().unwrap();
+    alliance_gateway::alliance::init(settings, &mut conn, "Test Alliance", false).unwrap();
+    let paths = Paths::new(settings);
+    let ca = alliance_gateway::pki::ca::Ca::load(&paths).unwrap();
+    let today = alliance_gateway::alliance::business_day(chrono::Utc::now(), settings.timezone);
+    for spec in ["P-RST-001", "P-CIN-001", "P-GYM-001", "MALL"] {
+        let path = root().join("partner-specs").join(format!("{spec}.toml"));
+        let parsed = alliance_gateway::partners::spec::parse(
+            &path.display().to_string(),
+            &std::fs::read_to_string(&path).unwrap(),
+        )
+        .unwrap();
+        alliance_gateway::partners::onboard::onboard(settings, &mut conn, Some(&ca), &parsed, Default::default(), today)
+            .unwrap();
+    }
+    let keys = alliance_gateway::pki::secrets::MemberKeys::load(&paths).unwrap();
+    let csv = std::fs::read(root().join("examples/data/members.csv")).unwrap();
+    let report = alliance_gateway::members::import::import(&mut conn, &keys, &csv, &()).unwrap();
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+}
+
+pub struct PartnerClient {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub key_id: String,
+    pub key: Arc<PrivateKey>,
+    pub app_gateway_keys: serde_json::Value,
+}
+
+/// A request about to be sent, with its signature headers, so tests can tamper with any part.
+#[derive(Clone)]
+pub struct Outgoing {
+    pub method: String,
+    pub target: String,
+    pub body: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Outgoing {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn set_header(&mut self, name: &str, value: &str) {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_owned(), value.to_owned()));
+    }
+
+    pub fn remove_header(&mut self, name: &str) {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+}
+
+pub fn nonce() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Signs a request the way a partner does, with `key` under `key_id`, at `created`.
+pub fn sign_with(key: &PrivateKey, key_id: &str, method: &str, target: &str, body: Option<&[u8]>, created: i64) -> Outgoing {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let digest = body.map(content_digest);
+    let nonce = nonce();
+    let h = sign_request(
+        key,
+        &RequestToSign {
+            method,
+            path,
+            query,
+            content_type: body.map(|_| "application/json"),
+            content_digest: digest.as_deref(),
+            idempotency_key: None,
+            key_id,
+            created,
+            nonce: &nonce,
+        },
+    )
+    .unwrap();
+    let mut headers = vec![
+        ("Signature-Input".to_owned(), h.signature_input),
+        ("Signature".to_owned(), h.signature),
+    ];
+    if let Some(d) = digest {
+        headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
+        headers.push(("Content-Digest".to_owned(), d));
+    }
+    Outgoing { method: method.to_owned(), target: target.to_owned(), body: body.unwrap_or_default().to_vec(), headers }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json with this status and code, and returns its body.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) -> serde_json::Value {
+        let body = self.json();
+        assert_eq!((self.status, body["code"].as_str().unwrap_or("")), (status, code), "{body}");
+        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        assert_eq!(body["type"], format!("urn:alliance:problem:{code}"));
+        assert_eq!(body["status"], status);
+        assert!(!body["request_id"].as_str().unwrap_or("").is_empty(), "problem has a request_id");
+        assert_eq!(body["request_id"].as_str(), self.header("x-request-id"));
+        body
+    }
+}
+
+impl PartnerClient {
+    pub fn sign(&self, method: &str, target: &str, body: Option<&[u8]>) -> Outgoing {
+        sign_with(&self.key, &self.key_id, method, target, body, chrono::Utc::now().timestamp())
+    }
+
+    pub async fn send(&self, out: &Outgoing) -> Response {
+        let method = reqwest::Method::from_bytes(out.method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{}", self.base, out.target));
+        for (n, v) in &out.headers {
+            req = req.header(n, v);
+        }
+        if !out.body.is_empty() {
+            req = req.body(out.body.clone());
+        }
+        let res = req.send().await.expect("request reaches the gateway");
+        Response {
+            status: res.status().as_u16(),
+            headers: res.headers().clone(),
+            body: res.bytes().await.unwrap().to_vec(),
+        }
+    }
+
+    pub async fn post_json(&self, target: &str, body: &serde_json::Value) -> Response {
+        let bytes = serde_json::to_vec(body).unwrap();
+        self.send(&self.sign("POST", target, Some(&bytes))).await
+    }
+
+    pub async fn verify_card(&self, card: &str) -> Response {
+        self.post_json("/v1/members/verify", &serde_json::json!({ "card_no": card })).await
+    }
+}
+
+/// Checks the gateway's response signature with an independent rebuild of the base: the
+/// Content-Digest matches the body, and the signature verifies under the JWKS key, bound to
+/// `request` (the request's Signature header value) when given.
+#[track_caller]
+pub fn assert_signed_by_gateway(res: &Response, jwks: &serde_json::Value, request_signature: Option<&str>) {
+    use base64::Engine;
+    let digest = res.header("content-digest").expect("Content-Digest");
+    assert_eq!(digest, content_digest(&res.body));
+    let input = res.header("signature-input").expect("Signature-Input");
+    let sig = res.header("signature").expect("Signature");
+    let params = input.strip_prefix("sig=").expect("labelled sig");
+    let keyid = params.split("keyid=\"").nth(1).and_then(|s| s.split('"').next()).unwrap();
+    let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == keyid).expect("key in JWKS");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap();
+    let public = PublicKey::new(alliance_gateway::pki::keys::Alg::Ed25519, raw).unwrap();
+    let mut base = format!(
+        "\"@status\": {}\n\"content-type\": {}\n\"content-digest\": {}\n",
+        res.status,
+        res.header("content-type").unwrap(),
+        digest
+    );
+    match request_signature {
+        Some(req_sig) => {
+            assert!(params.contains("\"signature\";req;key=\"sig\""), "{params}");
+            let value = req_sig.strip_prefix("sig=").unwrap();
+            base.push_str(&format!("\"signature\";req;key=\"sig\": {value}\n"));
+        }
+        None => assert!(!params.contains("\"signature\""), "{params}"),
+    }
+    base.push_str(&format!("\"@signature-params\": {params}"));
+    let sig_b64 = sig.strip_prefix("sig=:").and_then(|s| s.strip_suffix(':')).unwrap();
+    let sig_bytes = base64::engine::general_purpose::STANDARD.decode(sig_b64).unwrap();
+    assert!(public.verify(base.as_bytes(), &sig_bytes), "gateway signature does not verify over:\n{base}");
+}

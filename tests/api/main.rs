@@ -1,0 +1,9 @@
+//! End-to-end tests: a real gateway on 127.0.0.1 over real mTLS with real signatures, on a
+//! real SQLite file (default) or a fresh PostgreSQL database per test when
+//! `ALLIANCE_TEST_DATABASE_URL` names a server.
+mod helpers;
+mod import;
+mod ops;
+mod signatures;
+mod transport;
+mod verify;

@@ -1,0 +1,119 @@
+//! `POST /v1/members/verify`: lookups, refs, benefits, PII, and bad input.
+use crate::helpers::*;
+use serde_json::json;
+
+const VERIFY: &str = "/v1/members/verify";
+
+#[tokio::test]
+async fn card_phone_and_ref_name_the_same_member_and_refs_differ_per_partner() {
+    let app = spawn_app().await;
+    let rst = app.partner("P-RST-001");
+    let by_card = rst.verify_card(GOLD_CARD).await.json();
+    let by_phone = rst.post_json(VERIFY, &json!({ "phone": "+86 138 0013 8000" })).await.json();
+    assert_eq!(by_card["member_ref"], by_phone["member_ref"]);
+    let member_ref = by_card["member_ref"].as_str().unwrap();
+    assert_eq!(member_ref.len(), 26);
+    let by_ref = rst.post_json(VERIFY, &json!({ "member_ref": member_ref })).await;
+    assert_eq!(by_ref.status, 200);
+    assert_eq!(by_ref.json()["tier"], "gold");
+
+    let cinema = app.partner("P-CIN-001");
+    let at_cinema = cinema.verify_card(GOLD_CARD).await.json();
+    assert_ne!(at_cinema["member_ref"], by_card["member_ref"], "two partners never share a ref");
+    // The restaurant's ref means nothing at the cinema.
+    cinema
+        .post_json(VERIFY, &json!({ "member_ref": member_ref }))
+        .await
+        .assert_problem(404, "member-not-found");
+}
+
+#[tokio::test]
+async fn benefits_come_from_the_partners_offer_and_no_pii_leaves() {
+    let app = spawn_app().await;
+    let res = app.partner("P-CIN-001").verify_card(GOLD_CARD).await;
+    let body = res.json();
+    assert_eq!(body["benefits"]["discount_bps"], 800);
+    assert_eq!(body["benefits"]["min_spend_fen"], 5000);
+    assert_eq!(body["benefits"]["redeem_enabled"], false);
+    assert_eq!(body["benefits"]["redeem_requires_member_token"], false);
+    let text = String::from_utf8_lossy(&res.body);
+    for secret in [GOLD_CARD, GOLD_PHONE, "birth_month\"", "card_no", "phone"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["benefits", "eligible", "member_ref", "offer_version", "status", "tier", "verified_at"]);
+}
+
+#[tokio::test]
+async fn frozen_members_are_shown_but_not_eligible() {
+    let app = spawn_app().await;
+    let res = app.partner("P-RST-001").verify_card(FROZEN_CARD).await;
+    assert_eq!(res.status, 200);
+    let body = res.json();
+    assert_eq!(body["status"], "frozen");
+    assert_eq!(body["eligible"], false);
+}
+
+#[tokio::test]
+async fn unknown_members_are_404_and_counted() {
+    let app = spawn_app().await;
+    let rst = app.partner("P-RST-001");
+    let before = app.snapshot();
+    rst.verify_card("8899999999").await.assert_problem(404, "member-not-found");
+    let after = app.snapshot();
+    assert_eq!(after[0], before[0], "no member ref is handed out");
+    let metrics = plain_get(&format!("http://127.0.0.1:{}/metrics", app.ops_port)).await.text().await.unwrap();
+    assert!(metrics.contains("alliance_verify_member_not_found_total{partner=\"P-RST-001\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn bad_bodies_are_problems_that_write_nothing() {
+    let app = spawn_app().await;
+    let rst = app.partner("P-RST-001");
+    let cases: [(&[u8], u16, &str); 5] = [
+        (b"{\"card_no\":", 400, "malformed-request"),
+        (br#"{"card_no":"8800123456","phone":"13800138000"}"#, 422, "validation-failed"),
+        (br#"{"card_no":"88"}"#, 422, "validation-failed"),
+        (br#"{"card":"8800123456"}"#, 422, "validation-failed"),
+        (br#"{"card_no":8800123456}"#, 422, "validation-failed"),
+    ];
+    for (body, status, code) in cases {
+        let before = app.snapshot();
+        let res = rst.send(&rst.sign("POST", VERIFY, Some(body))).await;
+        let problem = res.assert_problem(status, code);
+        if code == "validation-failed" {
+            assert!(problem["errors"].as_array().is_some_and(|e| !e.is_empty()), "{problem}");
+        }
+        // The nonce of a verified request is consumed; nothing else is written.
+        let after = app.snapshot();
+        assert_eq!(after[0], before[0]);
+        assert_eq!(after[1], before[1] + 1);
+    }
+}
+
+#[tokio::test]
+async fn bodies_up_to_64_kib_are_read_and_one_byte_more_is_413() {
+    let app = spawn_app().await;
+    let rst = app.partner("P-RST-001");
+    let exact = format!("{{\"card_no\":\"8800123456\"{}}}", " ".repeat(65536 - 24));
+    assert_eq!(exact.len(), 65536);
+    let res = rst.send(&rst.sign("POST", VERIFY, Some(exact.as_bytes()))).await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    let over = format!("{exact} ");
+    let before = app.snapshot();
+    rst.send(&rst.sign("POST", VERIFY, Some(over.as_bytes()))).await.assert_problem(413, "payload-too-large");
+    assert_eq!(app.snapshot(), before);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_signed_problems() {
+    let app = spawn_app().await;
+    let rst = app.partner("P-RST-001");
+    let out = rst.sign("GET", "/v1/nothing-here", None);
+    let res = rst.send(&out).await;
+    res.assert_problem(404, "not-found");
+    assert_signed_by_gateway(&res, &rst.app_gateway_keys, out.header("Signature"));
+    let res = rst.send(&rst.sign("GET", VERIFY, None)).await;
+    assert!(matches!(res.status, 404 | 405), "{}", res.status);
+    assert_eq!(res.header("content-type"), Some("application/problem+json"));
+}
