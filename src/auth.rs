@@ -107,8 +107,9 @@ pub enum AuthError {
     ClockSkew,
     #[error("the signature has expired")]
     SignatureExpired,
+    /// The signature verified, so the answer can still be bound to it.
     #[error("this nonce was already used with this key")]
-    ReplayedRequest,
+    ReplayedRequest { label: String, value: String },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -120,6 +121,14 @@ impl From<diesel::result::Error> for AuthError {
 }
 
 impl AuthError {
+    /// The verified request signature (label, serialized value) a refusal can be bound to.
+    pub fn bound_signature(&self) -> Option<(String, String)> {
+        match self {
+            AuthError::ReplayedRequest { label, value } => Some((label.clone(), value.clone())),
+            _ => None,
+        }
+    }
+
     /// The problem code of contract section 4.
     pub fn code(&self) -> &'static str {
         match self {
@@ -132,7 +141,7 @@ impl AuthError {
             AuthError::KeyIdentityMismatch => "key-identity-mismatch",
             AuthError::ClockSkew => "clock-skew",
             AuthError::SignatureExpired => "signature-expired",
-            AuthError::ReplayedRequest => "replayed-request",
+            AuthError::ReplayedRequest { .. } => "replayed-request",
             AuthError::Db(_) => "internal",
         }
     }
@@ -298,7 +307,10 @@ pub fn verify_signature(
         },
     )?;
     if !fresh {
-        return Err(AuthError::ReplayedRequest);
+        return Err(AuthError::ReplayedRequest {
+            label: sig.label,
+            value: sig.signature_value_serialized,
+        });
     }
     Ok(Caller {
         identity: identity.clone(),

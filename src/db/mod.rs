@@ -71,7 +71,10 @@ impl Manager {
             DatabaseUrl::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| {
-                        diesel::ConnectionError::BadConnection(format!("cannot create {}: {e}", dir.display()))
+                        diesel::ConnectionError::BadConnection(format!(
+                            "cannot create {}: {e}",
+                            dir.display()
+                        ))
                     })?;
                 }
                 let path = path.to_string_lossy();

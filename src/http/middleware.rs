@@ -112,11 +112,14 @@ fn needs_signature(identity: &Identity, method: &str, view: &RequestView<'_>) ->
     !(matches!(identity, Identity::Finance(_)) && method == "GET" && unsigned)
 }
 
+/// A refusal, with the request signature to bind the answer to when it did verify.
+type Refusal = (Problem, Option<(String, String)>);
+
 async fn authenticate(
     state: &AppState,
     peer: Option<PeerCertificate>,
     owned: OwnedView,
-) -> Result<Caller, Problem> {
+) -> Result<Caller, Refusal> {
     let pool = state.pool.clone();
     let outcome = web::block(move || -> Result<Caller, auth::AuthError> {
         let mut conn = pool.get().map_err(crate::db::DbError::from)?;
@@ -135,10 +138,11 @@ async fn authenticate(
         auth::verify_signature(&mut conn, &identity, &view, now)
     })
     .await
-    .map_err(|e| Problem::internal(&e))?;
+    .map_err(|e| (Problem::internal(&e), None))?;
     outcome.map_err(|e| {
         metrics::record_auth_failure(e.code());
-        Problem::from(e)
+        let bound = e.bound_signature();
+        (Problem::from(e), bound)
     })
 }
 
@@ -172,13 +176,13 @@ pub async fn signed_api(
         let limit = body_limit(req.path());
         let body = match read_body(&mut req, limit).await {
             Ok(b) => b,
-            Err(p) => return Err((req, p)),
+            Err(p) => return Err((req, (p, None))),
         };
         let peer = req.conn_data::<PeerCertificate>().cloned();
         let owned = OwnedView::of(&req, body.clone());
         let caller = match authenticate(&state, peer, owned).await {
             Ok(c) => c,
-            Err(p) => return Err((req, p)),
+            Err(refusal) => return Err((req, refusal)),
         };
         tracing::Span::current()
             .record("caller.identity", tracing::field::display(&caller.identity));
@@ -190,11 +194,11 @@ pub async fn signed_api(
     .await;
 
     let res = match outcome {
-        Err((req, problem)) => {
+        Err((req, (problem, bound))) => {
             let res = finish(
                 &state,
                 &request_id,
-                None,
+                bound,
                 problem.error_response_with_id(&request_id),
             )
             .await;
@@ -202,7 +206,13 @@ pub async fn signed_api(
         }
         Ok((caller, Ok(res))) => {
             let (http_req, res) = res.into_parts();
-            let res = finish(&state, &request_id, Some(&caller), res).await;
+            let bound = (!caller.signature_label.is_empty()).then(|| {
+                (
+                    caller.signature_label.clone(),
+                    caller.signature_value.clone(),
+                )
+            });
+            let res = finish(&state, &request_id, bound, res).await;
             ServiceResponse::new(http_req, res)
         }
         // Only an inner middleware could fail this way, and there is none; pass it on.
@@ -234,7 +244,7 @@ impl Problem {
 async fn finish(
     state: &AppState,
     request_id: &str,
-    caller: Option<&Caller>,
+    bound: Option<(String, String)>,
     res: HttpResponse,
 ) -> HttpResponse {
     let (head, body) = res.into_parts();
@@ -251,7 +261,7 @@ async fn finish(
             return sign(
                 state,
                 request_id,
-                caller,
+                bound,
                 status_of(&p),
                 PROBLEM_JSON,
                 Bytes::from(p.body(request_id).to_string()),
@@ -278,7 +288,7 @@ async fn finish(
     sign(
         state,
         request_id,
-        caller,
+        bound,
         status,
         &content_type,
         bytes,
@@ -307,16 +317,13 @@ fn stamp_request_id(bytes: &Bytes, request_id: &str) -> Bytes {
 async fn sign(
     state: &AppState,
     request_id: &str,
-    caller: Option<&Caller>,
+    bound: Option<(String, String)>,
     status: actix_web::http::StatusCode,
     content_type: &str,
     bytes: Bytes,
     head: Option<HttpResponse<()>>,
 ) -> HttpResponse {
     let digest = content_digest(&bytes);
-    let bound = caller
-        .filter(|c| !c.signature_label.is_empty())
-        .map(|c| (c.signature_label.as_str(), c.signature_value.as_str()));
     let created = chrono::Utc::now().timestamp();
     let mut res = match head {
         Some(h) => h.set_body(BoxBody::new(bytes)),
@@ -338,7 +345,7 @@ async fn sign(
         status.as_u16(),
         content_type,
         &digest,
-        bound,
+        bound.as_ref().map(|(l, v)| (l.as_str(), v.as_str())),
     ) {
         Ok(sig) => {
             set("signature-input", &sig.signature_input);

@@ -28,8 +28,11 @@ fn test_database(home: &Path) -> DatabaseUrl {
     match std::env::var("ALLIANCE_TEST_DATABASE_URL") {
         Ok(admin) if admin.starts_with("postgres") => {
             let name = format!("alliance_test_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = PgConnection::establish(&admin).expect("ALLIANCE_TEST_DATABASE_URL must be reachable");
-            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create test database");
+            let mut conn = PgConnection::establish(&admin)
+                .expect("ALLIANCE_TEST_DATABASE_URL must be reachable");
+            diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .expect("create test database");
             let mut url = url::Url::parse(&admin).expect("admin URL");
             url.set_path(&name);
             DatabaseUrl::Postgres(url.to_string())
@@ -44,7 +47,9 @@ pub fn root() -> PathBuf {
 
 impl TestApp {
     pub fn conn(&self) -> DbConn {
-        db::Manager::new(self.settings.database.clone()).connect().expect("test database connection")
+        db::Manager::new(self.settings.database.clone())
+            .connect()
+            .expect("test database connection")
     }
 
     pub fn paths(&self) -> Paths {
@@ -59,10 +64,16 @@ impl TestApp {
     pub fn partner(&self, code: &str) -> PartnerClient {
         let dir = self.settings.bundles_dir().join(code);
         let json: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("partner.json")).unwrap()).unwrap();
-        let key = PrivateKey::from_pkcs8_pem(&std::fs::read_to_string(dir.join("signing.key")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.join("partner.json")).unwrap())
+                .unwrap();
+        let key =
+            PrivateKey::from_pkcs8_pem(&std::fs::read_to_string(dir.join("signing.key")).unwrap())
+                .unwrap();
         PartnerClient {
-            http: tls_client(&dir.join("ca.pem"), Some((&dir.join("client.pem"), &dir.join("client.key")))),
+            http: tls_client(
+                &dir.join("ca.pem"),
+                Some((&dir.join("client.pem"), &dir.join("client.key"))),
+            ),
             base: format!("https://127.0.0.1:{}", self.port),
             key_id: json["key_id"].as_str().unwrap().to_owned(),
             key: Arc::new(key),
@@ -85,22 +96,34 @@ impl TestApp {
 
     /// Everything business-visible, so a test can assert a refused request wrote nothing.
     pub fn snapshot(&self) -> Vec<i64> {
-        ["member_refs", "request_nonces", "ledger_entries", "members", "partners", "audit_log"]
-            .iter()
-            .map(|t| self.count(t))
-            .collect()
+        [
+            "member_refs",
+            "request_nonces",
+            "ledger_entries",
+            "members",
+            "partners",
+            "audit_log",
+        ]
+        .iter()
+        .map(|t| self.count(t))
+        .collect()
     }
 }
 
 /// A plain-HTTP GET (the ops listener). reqwest is built without a default crypto provider,
 /// so give it the ring one, as the gateway itself uses.
 pub async fn plain_get(url: &str) -> reqwest::Response {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    let client = reqwest::Client::builder().use_preconfigured_tls(config).build().unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .build()
+        .unwrap();
     client.get(url).send().await.unwrap()
 }
 
@@ -116,13 +139,19 @@ pub fn tls_client(ca: &Path, identity: Option<(&Path, &Path)>) -> reqwest::Clien
         .with_root_certificates(roots);
     let config = match identity {
         Some((cert, key)) => {
-            let chain: Vec<_> = CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap).collect();
+            let chain: Vec<_> = CertificateDer::pem_file_iter(cert)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
             let key = PrivateKeyDer::from_pem_file(key).unwrap();
             builder.with_client_auth_cert(chain, key).unwrap()
         }
         None => builder.with_no_client_auth(),
     };
-    reqwest::Client::builder().use_preconfigured_tls(config).build().unwrap()
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .build()
+        .unwrap()
 }
 
 /// Starts a gateway with the sample partners and members.
@@ -137,14 +166,23 @@ pub async fn spawn_app() -> TestApp {
     tokio::task::spawn_blocking(move || setup_alliance(&settings_for_setup))
         .await
         .unwrap();
-    let app = Application::build(settings.clone()).await.expect("gateway starts");
+    let app = Application::build(settings.clone())
+        .await
+        .expect("gateway starts");
     let (port, ops_port) = (app.port(), app.ops_port());
     tokio::spawn(app.run_until_stopped());
-    TestApp { port, ops_port, settings, home }
+    TestApp {
+        port,
+        ops_port,
+        settings,
+        home,
+    }
 }
 
 fn setup_alliance(settings: &Settings) {
-    let mut conn = db::Manager::new(settings.database.clone()).connect().unwrap();
+    let mut conn = db::Manager::new(settings.database.clone())
+        .connect()
+        .unwrap();
     alliance_gateway::alliance::init(settings, &mut conn, "Test Alliance", false).unwrap();
     let paths = Paths::new(settings);
     let ca = alliance_gateway::pki::ca::Ca::load(&paths).unwrap();
@@ -156,8 +194,15 @@ fn setup_alliance(settings: &Settings) {
             &std::fs::read_to_string(&path).unwrap(),
         )
         .unwrap();
-        alliance_gateway::partners::onboard::onboard(settings, &mut conn, Some(&ca), &parsed, Default::default(), today)
-            .unwrap();
+        alliance_gateway::partners::onboard::onboard(
+            settings,
+            &mut conn,
+            Some(&ca),
+            &parsed,
+            Default::default(),
+            today,
+        )
+        .unwrap();
     }
     let keys = alliance_gateway::pki::secrets::MemberKeys::load(&paths).unwrap();
     let csv = std::fs::read(root().join("examples/data/members.csv")).unwrap();
@@ -184,7 +229,10 @@ pub struct Outgoing {
 
 impl Outgoing {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn set_header(&mut self, name: &str, value: &str) {
@@ -202,7 +250,14 @@ pub fn nonce() -> String {
 }
 
 /// Signs a request the way a partner does, with `key` under `key_id`, at `created`.
-pub fn sign_with(key: &PrivateKey, key_id: &str, method: &str, target: &str, body: Option<&[u8]>, created: i64) -> Outgoing {
+pub fn sign_with(
+    key: &PrivateKey,
+    key_id: &str,
+    method: &str,
+    target: &str,
+    body: Option<&[u8]>,
+    created: i64,
+) -> Outgoing {
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
@@ -232,7 +287,12 @@ pub fn sign_with(key: &PrivateKey, key_id: &str, method: &str, target: &str, bod
         headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
         headers.push(("Content-Digest".to_owned(), d));
     }
-    Outgoing { method: method.to_owned(), target: target.to_owned(), body: body.unwrap_or_default().to_vec(), headers }
+    Outgoing {
+        method: method.to_owned(),
+        target: target.to_owned(),
+        body: body.unwrap_or_default().to_vec(),
+        headers,
+    }
 }
 
 pub struct Response {
@@ -243,7 +303,8 @@ pub struct Response {
 
 impl Response {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -254,11 +315,21 @@ impl Response {
     #[track_caller]
     pub fn assert_problem(&self, status: u16, code: &str) -> serde_json::Value {
         let body = self.json();
-        assert_eq!((self.status, body["code"].as_str().unwrap_or("")), (status, code), "{body}");
-        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        assert_eq!(
+            (self.status, body["code"].as_str().unwrap_or("")),
+            (status, code),
+            "{body}"
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
         assert_eq!(body["type"], format!("urn:alliance:problem:{code}"));
         assert_eq!(body["status"], status);
-        assert!(!body["request_id"].as_str().unwrap_or("").is_empty(), "problem has a request_id");
+        assert!(
+            !body["request_id"].as_str().unwrap_or("").is_empty(),
+            "problem has a request_id"
+        );
         assert_eq!(body["request_id"].as_str(), self.header("x-request-id"));
         body
     }
@@ -266,12 +337,21 @@ impl Response {
 
 impl PartnerClient {
     pub fn sign(&self, method: &str, target: &str, body: Option<&[u8]>) -> Outgoing {
-        sign_with(&self.key, &self.key_id, method, target, body, chrono::Utc::now().timestamp())
+        sign_with(
+            &self.key,
+            &self.key_id,
+            method,
+            target,
+            body,
+            chrono::Utc::now().timestamp(),
+        )
     }
 
     pub async fn send(&self, out: &Outgoing) -> Response {
         let method = reqwest::Method::from_bytes(out.method.as_bytes()).unwrap();
-        let mut req = self.http.request(method, format!("{}{}", self.base, out.target));
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, out.target));
         for (n, v) in &out.headers {
             req = req.header(n, v);
         }
@@ -292,7 +372,11 @@ impl PartnerClient {
     }
 
     pub async fn verify_card(&self, card: &str) -> Response {
-        self.post_json("/v1/members/verify", &serde_json::json!({ "card_no": card })).await
+        self.post_json(
+            "/v1/members/verify",
+            &serde_json::json!({ "card_no": card }),
+        )
+        .await
     }
 }
 
@@ -300,16 +384,31 @@ impl PartnerClient {
 /// Content-Digest matches the body, and the signature verifies under the JWKS key, bound to
 /// `request` (the request's Signature header value) when given.
 #[track_caller]
-pub fn assert_signed_by_gateway(res: &Response, jwks: &serde_json::Value, request_signature: Option<&str>) {
+pub fn assert_signed_by_gateway(
+    res: &Response,
+    jwks: &serde_json::Value,
+    request_signature: Option<&str>,
+) {
     use base64::Engine;
     let digest = res.header("content-digest").expect("Content-Digest");
     assert_eq!(digest, content_digest(&res.body));
     let input = res.header("signature-input").expect("Signature-Input");
     let sig = res.header("signature").expect("Signature");
     let params = input.strip_prefix("sig=").expect("labelled sig");
-    let keyid = params.split("keyid=\"").nth(1).and_then(|s| s.split('"').next()).unwrap();
-    let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == keyid).expect("key in JWKS");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap();
+    let keyid = params
+        .split("keyid=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == keyid)
+        .expect("key in JWKS");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jwk["x"].as_str().unwrap())
+        .unwrap();
     let public = PublicKey::new(alliance_gateway::pki::keys::Alg::Ed25519, raw).unwrap();
     let mut base = format!(
         "\"@status\": {}\n\"content-type\": {}\n\"content-digest\": {}\n",
@@ -326,7 +425,15 @@ pub fn assert_signed_by_gateway(res: &Response, jwks: &serde_json::Value, reques
         None => assert!(!params.contains("\"signature\""), "{params}"),
     }
     base.push_str(&format!("\"@signature-params\": {params}"));
-    let sig_b64 = sig.strip_prefix("sig=:").and_then(|s| s.strip_suffix(':')).unwrap();
-    let sig_bytes = base64::engine::general_purpose::STANDARD.decode(sig_b64).unwrap();
-    assert!(public.verify(base.as_bytes(), &sig_bytes), "gateway signature does not verify over:\n{base}");
+    let sig_b64 = sig
+        .strip_prefix("sig=:")
+        .and_then(|s| s.strip_suffix(':'))
+        .unwrap();
+    let sig_bytes = base64::engine::general_purpose::STANDARD
+        .decode(sig_b64)
+        .unwrap();
+    assert!(
+        public.verify(base.as_bytes(), &sig_bytes),
+        "gateway signature does not verify over:\n{base}"
+    );
 }

@@ -32,8 +32,19 @@ async fn good_lines_are_imported_and_bad_ones_reported_by_line() {
     )
     .unwrap();
     let report = app.home.path().join("report.csv");
-    let out = gateway(&app).arg("import-members").arg(&file).arg("--report").arg(&report).output().unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gateway(&app)
+        .arg("import-members")
+        .arg(&file)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report = std::fs::read_to_string(&report).unwrap();
     assert_eq!(
         report,
@@ -47,14 +58,20 @@ async fn good_lines_are_imported_and_bad_ones_reported_by_line() {
          9,\"phone: same phone as line 2\"\n\
          10,\"card_no: card_no must be 6 to 32 letters or digits\"\n"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line,error"), "the report also goes to stderr");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line,error"),
+        "the report also goes to stderr"
+    );
     // The one good line is in, with its opening balance in the ledger, and the ledger balances.
     let rst = app.partner("P-RST-001");
     let body = rst.verify_card("9900000001").await.json();
     assert_eq!(body["tier"], "silver");
     assert_eq!(body["benefits"]["points_balance"], 500);
     let mut conn = app.conn();
-    assert_eq!(alliance_gateway::db::ledger::Ledger::total(&mut conn).unwrap(), 0);
+    assert_eq!(
+        alliance_gateway::db::ledger::Ledger::total(&mut conn).unwrap(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -62,17 +79,34 @@ async fn reimports_update_tier_and_status_but_never_balances() {
     let app = spawn_app().await;
     let file = app.home.path().join("again.csv");
     std::fs::write(&file, "card_no,tier,status,birth_month,opening_points,phone\n8800123456,platinum,frozen,5,999999,13800138000\n").unwrap();
-    let out = gateway(&app).arg("import-members").arg(&file).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gateway(&app)
+        .arg("import-members")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let body = app.partner("P-RST-001").verify_card(GOLD_CARD).await.json();
     assert_eq!(body["tier"], "platinum");
     assert_eq!(body["status"], "frozen");
-    assert_eq!(body["benefits"]["points_balance"], 1200, "the opening balance is never re-applied");
+    assert_eq!(
+        body["benefits"]["points_balance"], 1200,
+        "the opening balance is never re-applied"
+    );
     // Idempotent: the same file again changes nothing.
     let ledger = app.count("ledger_entries");
-    let out = gateway(&app).arg("import-members").arg(&file).output().unwrap();
+    let out = gateway(&app)
+        .arg("import-members")
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("0 created, 0 updated, 1 unchanged, 0 rejected"));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("0 created, 0 updated, 1 unchanged, 0 rejected"));
     assert_eq!(app.count("ledger_entries"), ledger);
 }
 
@@ -106,10 +140,20 @@ async fn onboarding_a_bad_spec_names_file_line_and_key_and_registers_nothing() {
         .replace("commission_bps = 300", "commission_bps = 30000");
     std::fs::write(&spec, src).unwrap();
     let partners = app.count("partners");
-    let out = gateway(&app).arg("onboard-partner").arg(&spec).output().unwrap();
+    let out = gateway(&app)
+        .arg("onboard-partner")
+        .arg(&spec)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.trim(), format!("{}:22: settlement.commission_bps: out of range: must be 0 to 10000", spec.display()));
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "{}:22: settlement.commission_bps: out of range: must be 0 to 10000",
+            spec.display()
+        )
+    );
     assert_eq!(app.count("partners"), partners);
 }
 
@@ -117,26 +161,69 @@ async fn onboarding_a_bad_spec_names_file_line_and_key_and_registers_nothing() {
 async fn re_onboarding_changes_nothing_unless_the_offer_changes_for_a_future_day() {
     let app = spawn_app().await;
     let spec = root().join("partner-specs/P-RST-001.toml");
-    let bundle_cert = std::fs::read(app.settings.bundles_dir().join("P-RST-001/client.pem")).unwrap();
-    let out = gateway(&app).arg("onboard-partner").arg(&spec).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let bundle_cert =
+        std::fs::read(app.settings.bundles_dir().join("P-RST-001/client.pem")).unwrap();
+    let out = gateway(&app)
+        .arg("onboard-partner")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("offer unchanged"));
-    assert_eq!(std::fs::read(app.settings.bundles_dir().join("P-RST-001/client.pem")).unwrap(), bundle_cert);
+    assert_eq!(
+        std::fs::read(app.settings.bundles_dir().join("P-RST-001/client.pem")).unwrap(),
+        bundle_cert
+    );
 
-    let tomorrow = (chrono::Utc::now() + chrono::TimeDelta::days(2)).format("%Y-%m-%d").to_string();
+    let tomorrow = (chrono::Utc::now() + chrono::TimeDelta::days(2))
+        .format("%Y-%m-%d")
+        .to_string();
     let changed = app.home.path().join("rst-v2.toml");
     let src = std::fs::read_to_string(&spec).unwrap();
-    std::fs::write(&changed, src.replace("commission_bps = 200", "commission_bps = 250")).unwrap();
-    let out = gateway(&app).arg("onboard-partner").arg(&changed).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "a changed offer must start on a future day");
     std::fs::write(
         &changed,
-        src.replace("commission_bps = 200", "commission_bps = 250").replace("effective_from = \"2026-11-01\"", &format!("effective_from = \"{tomorrow}\"")),
+        src.replace("commission_bps = 200", "commission_bps = 250"),
     )
     .unwrap();
-    let out = gateway(&app).arg("onboard-partner").arg(&changed).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gateway(&app)
+        .arg("onboard-partner")
+        .arg(&changed)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a changed offer must start on a future day"
+    );
+    std::fs::write(
+        &changed,
+        src.replace("commission_bps = 200", "commission_bps = 250")
+            .replace(
+                "effective_from = \"2026-11-01\"",
+                &format!("effective_from = \"{tomorrow}\""),
+            ),
+    )
+    .unwrap();
+    let out = gateway(&app)
+        .arg("onboard-partner")
+        .arg(&changed)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("new offer version:   2"));
     // Today's verify still answers with version 1.
-    assert_eq!(app.partner("P-RST-001").verify_card(GOLD_CARD).await.json()["offer_version"], 1);
+    assert_eq!(
+        app.partner("P-RST-001").verify_card(GOLD_CARD).await.json()["offer_version"],
+        1
+    );
 }

@@ -12,10 +12,26 @@ async fn health_readiness_and_metrics_answer_in_plain_http() {
     let rst = app.partner("P-RST-001");
     let mut out = rst.sign("GET", "/v1/keys", None);
     out.headers.clear();
-    rst.send(&out).await.assert_problem(401, "missing-signature");
+    rst.send(&out)
+        .await
+        .assert_problem(401, "missing-signature");
     rst.verify_card(GOLD_CARD).await;
-    let metrics = plain_get(&format!("{base}/metrics")).await.text().await.unwrap();
-    assert!(metrics.contains("alliance_auth_failures_total{code=\"missing-signature\"}"), "{metrics}");
-    assert!(metrics.contains("alliance_http_requests_total{route=\"/v1/members/verify\",status=\"200\"}"), "{metrics}");
-    assert!(metrics.contains("alliance_http_request_duration_seconds_bucket"), "{metrics}");
+    let metrics = plain_get(&format!("{base}/metrics"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("alliance_auth_failures_total{code=\"missing-signature\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("alliance_http_requests_total{route=\"/v1/members/verify\",status=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("alliance_http_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
 }

@@ -30,7 +30,11 @@ async fn a_signature_that_does_not_verify_is_invalid_signature() {
     let mut out = app.partner("P-RST-001").sign("POST", VERIFY, Some(BODY));
     let sig = out.header("Signature").unwrap().to_owned();
     // Flip one base64 character inside the value.
-    let flipped = if sig.as_bytes()[10] == b'A' { sig.replacen(&sig[10..11], "B", 1) } else { format!("{}A{}", &sig[..10], &sig[11..]) };
+    let flipped = if sig.as_bytes()[10] == b'A' {
+        sig.replacen(&sig[10..11], "B", 1)
+    } else {
+        format!("{}A{}", &sig[..10], &sig[11..])
+    };
     out.set_header("Signature", &flipped);
     let body = refused(&app, &out, 401, "invalid-signature").await;
     assert_eq!(body["detail"], "the signature does not verify");
@@ -56,7 +60,10 @@ async fn a_body_tampered_after_signing_is_caught() {
     // And with the digest recomputed to match, the signature no longer covers it.
     let mut out = rst.sign("POST", VERIFY, Some(BODY));
     out.body = br#"{"card_no":"8800123459"}"#.to_vec();
-    out.set_header("Content-Digest", &alliance_gateway::signature::digest::content_digest(&out.body));
+    out.set_header(
+        "Content-Digest",
+        &alliance_gateway::signature::digest::content_digest(&out.body),
+    );
     refused(&app, &out, 401, "invalid-signature").await;
 }
 
@@ -74,9 +81,23 @@ async fn a_body_without_content_digest_or_with_another_algorithm_is_refused() {
 async fn a_stale_created_is_clock_skew() {
     let app = spawn_app().await;
     let rst = app.partner("P-RST-001");
-    let out = sign_with(&rst.key, &rst.key_id, "POST", VERIFY, Some(BODY), chrono::Utc::now().timestamp() - 301);
+    let out = sign_with(
+        &rst.key,
+        &rst.key_id,
+        "POST",
+        VERIFY,
+        Some(BODY),
+        chrono::Utc::now().timestamp() - 301,
+    );
     refused(&app, &out, 401, "clock-skew").await;
-    let out = sign_with(&rst.key, &rst.key_id, "POST", VERIFY, Some(BODY), chrono::Utc::now().timestamp() + 301);
+    let out = sign_with(
+        &rst.key,
+        &rst.key_id,
+        "POST",
+        VERIFY,
+        Some(BODY),
+        chrono::Utc::now().timestamp() + 301,
+    );
     refused(&app, &out, 401, "clock-skew").await;
 }
 
@@ -86,16 +107,26 @@ async fn a_replayed_nonce_is_refused_and_the_first_request_counted_once() {
     let rst = app.partner("P-RST-001");
     let out = rst.sign("POST", VERIFY, Some(BODY));
     assert_eq!(rst.send(&out).await.status, 200);
-    let nonces = app.count("request_nonces");
-    refused(&app, &out, 401, "replayed-request").await;
-    assert_eq!(app.count("request_nonces"), nonces);
+    let before = app.snapshot();
+    let res = rst.send(&out).await;
+    res.assert_problem(401, "replayed-request");
+    // The signature itself verified, so the refusal is bound to it.
+    assert_signed_by_gateway(&res, &rst.app_gateway_keys, out.header("Signature"));
+    assert_eq!(app.snapshot(), before, "a replay writes nothing");
 }
 
 #[tokio::test]
 async fn an_unknown_key_id_is_unknown_key() {
     let app = spawn_app().await;
     let rst = app.partner("P-RST-001");
-    let out = sign_with(&rst.key, "P-RST-001/k9", "POST", VERIFY, Some(BODY), chrono::Utc::now().timestamp());
+    let out = sign_with(
+        &rst.key,
+        "P-RST-001/k9",
+        "POST",
+        VERIFY,
+        Some(BODY),
+        chrono::Utc::now().timestamp(),
+    );
     refused(&app, &out, 401, "unknown-key").await;
 }
 
@@ -119,14 +150,31 @@ async fn a_required_component_left_uncovered_is_invalid_signature() {
     // Sign only @method and @path, properly, with a real key.
     use alliance_gateway::signature::sign::{sign, Covered, Param};
     use alliance_gateway::signature::Message;
-    let msg = Message { method: Some("POST"), path: Some(VERIFY), ..Message::default() };
+    let msg = Message {
+        method: Some("POST"),
+        path: Some(VERIFY),
+        ..Message::default()
+    };
     let nonce = nonce();
     let h = sign(
         &rst.key,
         "sig",
         &msg,
-        &[Covered { name: "@method", req_key: None }, Covered { name: "@path", req_key: None }],
-        &[Param::Int("created", chrono::Utc::now().timestamp()), Param::Str("keyid", &rst.key_id), Param::Str("nonce", &nonce)],
+        &[
+            Covered {
+                name: "@method",
+                req_key: None,
+            },
+            Covered {
+                name: "@path",
+                req_key: None,
+            },
+        ],
+        &[
+            Param::Int("created", chrono::Utc::now().timestamp()),
+            Param::Str("keyid", &rst.key_id),
+            Param::Str("nonce", &nonce),
+        ],
         None,
     )
     .unwrap();
@@ -143,7 +191,11 @@ async fn an_expired_signature_is_signature_expired() {
     let rst = app.partner("P-RST-001");
     let out = rst.sign("POST", VERIFY, Some(BODY));
     let mut out2 = out.clone();
-    let expired = format!("{};expires={}", out.header("Signature-Input").unwrap(), chrono::Utc::now().timestamp() - 1);
+    let expired = format!(
+        "{};expires={}",
+        out.header("Signature-Input").unwrap(),
+        chrono::Utc::now().timestamp() - 1
+    );
     out2.set_header("Signature-Input", &expired);
     refused(&app, &out2, 401, "signature-expired").await;
 }
@@ -153,7 +205,10 @@ async fn an_alg_other_than_the_keys_is_invalid_signature() {
     let app = spawn_app().await;
     let rst = app.partner("P-RST-001");
     let mut out = rst.sign("POST", VERIFY, Some(BODY));
-    let input = out.header("Signature-Input").unwrap().replace("alg=\"ed25519\"", "alg=\"ecdsa-p256-sha256\"");
+    let input = out
+        .header("Signature-Input")
+        .unwrap()
+        .replace("alg=\"ed25519\"", "alg=\"ecdsa-p256-sha256\"");
     out.set_header("Signature-Input", &input);
     let body = refused(&app, &out, 401, "invalid-signature").await;
     assert_eq!(body["detail"], "alg does not match the key's algorithm");
@@ -167,7 +222,10 @@ async fn a_short_nonce_is_invalid_signature() {
     let input = out.header("Signature-Input").unwrap().to_owned();
     let start = input.find("nonce=\"").unwrap() + 7;
     let end = start + input[start..].find('"').unwrap();
-    out.set_header("Signature-Input", &format!("{}short{}", &input[..start], &input[end..]));
+    out.set_header(
+        "Signature-Input",
+        &format!("{}short{}", &input[..start], &input[end..]),
+    );
     refused(&app, &out, 401, "invalid-signature").await;
 }
 
@@ -181,12 +239,17 @@ async fn keys_endpoint_is_signed_and_lists_the_gateway_key() {
     let jwks = res.json();
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
     assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
-    assert!(jwks["keys"][0]["kid"].as_str().unwrap().starts_with("gateway/"));
+    assert!(jwks["keys"][0]["kid"]
+        .as_str()
+        .unwrap()
+        .starts_with("gateway/"));
     assert_signed_by_gateway(&res, &jwks, out.header("Signature"));
     // Unsigned, it is refused like any other partner request.
     let mut unsigned = rst.sign("GET", "/v1/keys", None);
     unsigned.headers.clear();
-    rst.send(&unsigned).await.assert_problem(401, "missing-signature");
+    rst.send(&unsigned)
+        .await
+        .assert_problem(401, "missing-signature");
 }
 
 #[tokio::test]
@@ -203,15 +266,32 @@ async fn an_ecdsa_p256_key_brought_by_a_partner_is_accepted() {
     let settings = app.settings.clone();
     let public = PublicKey::from_spki_pem(&kp.public_key_pem()).unwrap();
     tokio::task::spawn_blocking(move || {
-        let mut conn = alliance_gateway::db::Manager::new(settings.database.clone()).connect().unwrap();
-        let ca = alliance_gateway::pki::ca::Ca::load(&alliance_gateway::pki::Paths::new(&settings)).unwrap();
+        let mut conn = alliance_gateway::db::Manager::new(settings.database.clone())
+            .connect()
+            .unwrap();
+        let ca = alliance_gateway::pki::ca::Ca::load(&alliance_gateway::pki::Paths::new(&settings))
+            .unwrap();
         let today = alliance_gateway::alliance::business_day(chrono::Utc::now(), settings.timezone);
-        onboard(&settings, &mut conn, Some(&ca), &spec, Brought { public_key: Some(public), csr_pem: None }, today).unwrap();
+        onboard(
+            &settings,
+            &mut conn,
+            Some(&ca),
+            &spec,
+            Brought {
+                public_key: Some(public),
+                csr_pem: None,
+            },
+            today,
+        )
+        .unwrap();
     })
     .await
     .unwrap();
     let bundle = app.settings.bundles_dir().join("P-BOOK-01");
-    assert!(!bundle.join("signing.key").exists(), "no signing key is made when the partner brings one");
+    assert!(
+        !bundle.join("signing.key").exists(),
+        "no signing key is made when the partner brings one"
+    );
     std::fs::write(bundle.join("signing.key"), kp.serialize_pem()).unwrap();
     let book = app.partner("P-BOOK-01");
     assert!(matches!(*book.key, PrivateKey::EcdsaP256(_)));

@@ -9,17 +9,25 @@ async fn card_phone_and_ref_name_the_same_member_and_refs_differ_per_partner() {
     let app = spawn_app().await;
     let rst = app.partner("P-RST-001");
     let by_card = rst.verify_card(GOLD_CARD).await.json();
-    let by_phone = rst.post_json(VERIFY, &json!({ "phone": "+86 138 0013 8000" })).await.json();
+    let by_phone = rst
+        .post_json(VERIFY, &json!({ "phone": "+86 138 0013 8000" }))
+        .await
+        .json();
     assert_eq!(by_card["member_ref"], by_phone["member_ref"]);
     let member_ref = by_card["member_ref"].as_str().unwrap();
     assert_eq!(member_ref.len(), 26);
-    let by_ref = rst.post_json(VERIFY, &json!({ "member_ref": member_ref })).await;
+    let by_ref = rst
+        .post_json(VERIFY, &json!({ "member_ref": member_ref }))
+        .await;
     assert_eq!(by_ref.status, 200);
     assert_eq!(by_ref.json()["tier"], "gold");
 
     let cinema = app.partner("P-CIN-001");
     let at_cinema = cinema.verify_card(GOLD_CARD).await.json();
-    assert_ne!(at_cinema["member_ref"], by_card["member_ref"], "two partners never share a ref");
+    assert_ne!(
+        at_cinema["member_ref"], by_card["member_ref"],
+        "two partners never share a ref"
+    );
     // The restaurant's ref means nothing at the cinema.
     cinema
         .post_json(VERIFY, &json!({ "member_ref": member_ref }))
@@ -41,7 +49,18 @@ async fn benefits_come_from_the_partners_offer_and_no_pii_leaves() {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
     let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["benefits", "eligible", "member_ref", "offer_version", "status", "tier", "verified_at"]);
+    assert_eq!(
+        keys,
+        [
+            "benefits",
+            "eligible",
+            "member_ref",
+            "offer_version",
+            "status",
+            "tier",
+            "verified_at"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -59,11 +78,20 @@ async fn unknown_members_are_404_and_counted() {
     let app = spawn_app().await;
     let rst = app.partner("P-RST-001");
     let before = app.snapshot();
-    rst.verify_card("8899999999").await.assert_problem(404, "member-not-found");
+    rst.verify_card("8899999999")
+        .await
+        .assert_problem(404, "member-not-found");
     let after = app.snapshot();
     assert_eq!(after[0], before[0], "no member ref is handed out");
-    let metrics = plain_get(&format!("http://127.0.0.1:{}/metrics", app.ops_port)).await.text().await.unwrap();
-    assert!(metrics.contains("alliance_verify_member_not_found_total{partner=\"P-RST-001\"}"), "{metrics}");
+    let metrics = plain_get(&format!("http://127.0.0.1:{}/metrics", app.ops_port))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("alliance_verify_member_not_found_total{partner=\"P-RST-001\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -72,7 +100,11 @@ async fn bad_bodies_are_problems_that_write_nothing() {
     let rst = app.partner("P-RST-001");
     let cases: [(&[u8], u16, &str); 5] = [
         (b"{\"card_no\":", 400, "malformed-request"),
-        (br#"{"card_no":"8800123456","phone":"13800138000"}"#, 422, "validation-failed"),
+        (
+            br#"{"card_no":"8800123456","phone":"13800138000"}"#,
+            422,
+            "validation-failed",
+        ),
         (br#"{"card_no":"88"}"#, 422, "validation-failed"),
         (br#"{"card":"8800123456"}"#, 422, "validation-failed"),
         (br#"{"card_no":8800123456}"#, 422, "validation-failed"),
@@ -82,7 +114,10 @@ async fn bad_bodies_are_problems_that_write_nothing() {
         let res = rst.send(&rst.sign("POST", VERIFY, Some(body))).await;
         let problem = res.assert_problem(status, code);
         if code == "validation-failed" {
-            assert!(problem["errors"].as_array().is_some_and(|e| !e.is_empty()), "{problem}");
+            assert!(
+                problem["errors"].as_array().is_some_and(|e| !e.is_empty()),
+                "{problem}"
+            );
         }
         // The nonce of a verified request is consumed; nothing else is written.
         let after = app.snapshot();
@@ -97,11 +132,15 @@ async fn bodies_up_to_64_kib_are_read_and_one_byte_more_is_413() {
     let rst = app.partner("P-RST-001");
     let exact = format!("{{\"card_no\":\"8800123456\"{}}}", " ".repeat(65536 - 24));
     assert_eq!(exact.len(), 65536);
-    let res = rst.send(&rst.sign("POST", VERIFY, Some(exact.as_bytes()))).await;
+    let res = rst
+        .send(&rst.sign("POST", VERIFY, Some(exact.as_bytes())))
+        .await;
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
     let over = format!("{exact} ");
     let before = app.snapshot();
-    rst.send(&rst.sign("POST", VERIFY, Some(over.as_bytes()))).await.assert_problem(413, "payload-too-large");
+    rst.send(&rst.sign("POST", VERIFY, Some(over.as_bytes())))
+        .await
+        .assert_problem(413, "payload-too-large");
     assert_eq!(app.snapshot(), before);
 }
 

@@ -196,11 +196,11 @@ class Client:
         Dictionary member, giving ":<b64>:". No hand-built signature base line is
         needed.
 
-        bound=False is for requests the gateway rejects in its authentication
-        layer (replay, digest mismatch, foreign key). The gateway binds only to a
-        request signature it has accepted, so those problems are signed without
-        the binding. They must still cover status, type and digest, and if one
-        does carry the binding, the binding must verify.
+        bound=False is for requests the gateway rejects before their signature
+        verifies (digest mismatch, foreign key): with no verified request signature
+        to bind to, those problems cover status, type and digest only (contract
+        section 13). A replay's signature did verify, so its refusal is bound. If a
+        response carries the binding, the binding must verify.
         """
         expect(
             "content-encoding" not in response.headers,
@@ -362,7 +362,7 @@ class Checks:
         expect(self.gold_request is not None, "needs the signed request from check a")
         # The very same PreparedRequest: identical headers, nonce, signature and body bytes.
         response = self.client.send(self.gold_request)
-        note = expect_problem(self.client, response, 401, "replayed-request", bound=False)
+        note = expect_problem(self.client, response, 401, "replayed-request", bound=True)
         return f"401 replayed-request, {note}"
 
     def e_altered_body(self):
