@@ -212,30 +212,3 @@ pub fn pem_encode(label: &str, der: &[u8]) -> String {
     out.push_str(&format!("-----END {label}-----\n"));
     out
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_ed25519_keys_sign_and_verify_through_pem() {
-        let pem = PrivateKey::generate_ed25519_pem().unwrap();
-        let key = PrivateKey::from_pkcs8_pem(&pem).unwrap();
-        let public = PublicKey::from_spki_pem(&key.public_key().to_spki_pem()).unwrap();
-        let sig = key.sign(b"hello").unwrap();
-        assert!(public.verify(b"hello", &sig));
-        assert!(!public.verify(b"hellO", &sig));
-        assert!(gateway_key_id(&public).starts_with("gateway/"));
-    }
-
-    #[test]
-    fn p256_keys_from_rcgen_sign_raw_r_s() {
-        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let key = PrivateKey::from_pkcs8_pem(&kp.serialize_pem()).unwrap();
-        assert_eq!(key.alg(), Alg::EcdsaP256Sha256);
-        let sig = key.sign(b"m").unwrap();
-        assert_eq!(sig.len(), 64);
-        let public = PublicKey::from_spki_pem(&kp.public_key_pem()).unwrap();
-        assert!(public.verify(b"m", &sig));
-    }
-}

@@ -1,8 +1,8 @@
 //! End-to-end tests: a real gateway on 127.0.0.1 over real mTLS with real signatures, on a
 //! real SQLite file (default) or a fresh PostgreSQL database per test when
 //! `ALLIANCE_TEST_DATABASE_URL` names a server.
+mod admin;
 mod helpers;
-mod import;
 mod ops;
 mod signatures;
 mod transport;

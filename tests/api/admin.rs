@@ -1,4 +1,4 @@
-//! Member import through the real binary: exit codes, the report, idempotence.
+//! Admin commands through the real binary: init, onboarding, member import; exit codes and messages.
 use crate::helpers::*;
 use std::process::Command;
 
@@ -226,4 +226,93 @@ async fn re_onboarding_changes_nothing_unless_the_offer_changes_for_a_future_day
         app.partner("P-RST-001").verify_card(GOLD_CARD).await.json()["offer_version"],
         1
     );
+}
+
+#[tokio::test]
+async fn init_refuses_to_replace_a_ca_without_force_and_keeps_member_keys_with_it() {
+    let app = spawn_app().await;
+    let paths = app.paths();
+    let ca_before = std::fs::read(paths.ca_cert()).unwrap();
+    let member_key_before = std::fs::read(paths.member_ref_key()).unwrap();
+    let out = gateway(&app).arg("init").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("a CA already exists"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(paths.ca_cert()).unwrap(), ca_before);
+
+    let out = gateway(&app).arg("init").arg("--force").output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(
+        std::fs::read(paths.ca_cert()).unwrap(),
+        ca_before,
+        "--force makes a new CA"
+    );
+    assert_eq!(
+        std::fs::read(paths.member_ref_key()).unwrap(),
+        member_key_before,
+        "member-data keys are never replaced"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    for secret in [
+        paths.ca_key(),
+        paths.server_key(),
+        paths.gateway_signing_key(),
+        paths.member_ref_key(),
+        paths.phone_key(),
+    ] {
+        let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", secret.display());
+    }
+    // The old gateway key stays listed, retired, so old receipts still verify.
+    let mut conn = app.conn();
+    let keys = alliance_gateway::alliance::gateway_jwks(&mut conn).unwrap();
+    let statuses: Vec<&str> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.len(), 2);
+    assert!(statuses.contains(&"retired") && statuses.contains(&"active"));
+}
+
+#[tokio::test]
+async fn config_prints_effective_values_with_secrets_redacted() {
+    let app = spawn_app().await;
+    let out = gateway(&app)
+        .arg("config")
+        .env(
+            "ALLIANCE_DATABASE_URL",
+            "postgres://gw:hunter2@db.internal/alliance",
+        )
+        .env("ALLIANCE_TIMEZONE", "Asia/Tokyo")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(
+        text.contains("ALLIANCE_DATABASE_URL = \"postgres://gw:REDACTED@db.internal/alliance\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("ALLIANCE_TIMEZONE = \"Asia/Tokyo\""),
+        "{text}"
+    );
+    let out = gateway(&app)
+        .arg("config")
+        .env("ALLIANCE_DATABASE_URL", "mysql://x/y")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("only sqlite:// and postgres:// URLs are accepted"));
 }
