@@ -96,16 +96,19 @@ async fn main() {
     let digest = content_digest(body.as_bytes());
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
     let started = Instant::now();
+    // Nonces must never repeat, across runs too: prefix them with this run's random id.
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
     let mut tasks = Vec::new();
     for worker in 0..a.concurrency {
         // One client per worker: its own connection, so concurrency = connections.
         let http = client(&a);
-        let (key, key_id, body, digest, url) = (
+        let (key, key_id, body, digest, url, run_id) = (
             key.clone(),
             key_id.clone(),
             body.clone(),
             digest.clone(),
             a.url.clone(),
+            run_id.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut latencies_us: Vec<u32> = Vec::with_capacity(1 << 16);
@@ -113,7 +116,7 @@ async fn main() {
             let mut n = 0u64;
             while Instant::now() < deadline {
                 n += 1;
-                let nonce = format!("w{worker:04}n{n:016}x");
+                let nonce = format!("{run_id}-{worker}-{n}");
                 let signed = sign_request(
                     &key,
                     &RequestToSign {
