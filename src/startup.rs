@@ -2,6 +2,7 @@
 //! upkeep (nonce pruning, CRL reloads). Tests build it on port 0.
 use crate::config::Settings;
 use crate::db::alliance::Alliance;
+use crate::db::executor::Executor;
 use crate::db::gateway_keys::GatewayKey;
 use crate::db::nonces::Nonce;
 use crate::db::{self, Pool};
@@ -73,6 +74,8 @@ impl Application {
 
         let state = AppState {
             pool: pool.clone(),
+            // One thread per connection: a job never waits for a connection, only for a thread.
+            db: Executor::start(settings.db_pool_size as usize)?,
             settings: settings.clone(),
             gateway_key: Arc::new(gateway_key),
             gateway_key_id: Arc::from(gateway_key_id.as_str()),
@@ -100,6 +103,9 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .on_connect(tls::on_connect)
+        // Without it, the response that follows TLS 1.3's session tickets waits for the
+        // client's delayed ACK (40 ms) on every new connection.
+        .tcp_nodelay(true)
         .shutdown_timeout(SHUTDOWN_TIMEOUT_S)
         .listen_rustls_0_23(listener, tls_config)?
         .run();

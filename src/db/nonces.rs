@@ -16,10 +16,12 @@ pub struct Nonce;
 impl Nonce {
     /// Claims a nonce. `Ok(false)` when it was already claimed: a replay.
     pub fn claim(conn: &mut DbConn, new: &NewNonce<'_>) -> QueryResult<bool> {
-        match diesel::insert_into(request_nonces::table)
-            .values(new)
-            .execute(conn)
-        {
+        let inserted = super::exclusive_write(conn, |conn| {
+            diesel::insert_into(request_nonces::table)
+                .values(new)
+                .execute(conn)
+        });
+        match inserted {
             Ok(_) => Ok(true),
             Err(e) if super::is_unique_violation(&e) => Ok(false),
             Err(e) => Err(e),

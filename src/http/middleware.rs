@@ -121,24 +121,26 @@ async fn authenticate(
     owned: OwnedView,
 ) -> Result<Caller, Refusal> {
     let pool = state.pool.clone();
-    let outcome = web::block(move || -> Result<Caller, auth::AuthError> {
-        let mut conn = pool.get().map_err(crate::db::DbError::from)?;
-        let now = chrono::Utc::now();
-        let identity = auth::check_certificate(&mut conn, peer.as_ref(), now)?;
-        let view = owned.view();
-        if !needs_signature(&identity, &owned.method, &view) {
-            return Ok(Caller {
-                identity,
-                key_id: String::new(),
-                signature_label: String::new(),
-                signature_value: String::new(),
-                content_digest: None,
-            });
-        }
-        auth::verify_signature(&mut conn, &identity, &view, now)
-    })
-    .await
-    .map_err(|e| (Problem::internal(&e), None))?;
+    let outcome = state
+        .db
+        .run(move || -> Result<Caller, auth::AuthError> {
+            let mut conn = pool.get().map_err(crate::db::DbError::from)?;
+            let now = chrono::Utc::now();
+            let identity = auth::check_certificate(&mut conn, peer.as_ref(), now)?;
+            let view = owned.view();
+            if !needs_signature(&identity, &owned.method, &view) {
+                return Ok(Caller {
+                    identity,
+                    key_id: String::new(),
+                    signature_label: String::new(),
+                    signature_value: String::new(),
+                    content_digest: None,
+                });
+            }
+            auth::verify_signature(&mut conn, &identity, &view, now)
+        })
+        .await
+        .map_err(|e| (Problem::from(e), None))?;
     outcome.map_err(|e| {
         metrics::record_auth_failure(e.code());
         let bound = e.bound_signature();

@@ -8,6 +8,7 @@ pub mod routes;
 pub mod tls;
 
 use crate::config::Settings;
+use crate::db::executor::Executor;
 use crate::db::Pool;
 use crate::pki::keys::PrivateKey;
 use crate::pki::secrets::MemberKeys;
@@ -17,6 +18,8 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: Pool,
+    /// Where blocking database work runs.
+    pub db: Executor,
     pub settings: Arc<Settings>,
     pub gateway_key: Arc<PrivateKey>,
     pub gateway_key_id: Arc<str>,

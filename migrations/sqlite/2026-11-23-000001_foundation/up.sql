@@ -101,13 +101,14 @@ BEGIN SELECT RAISE(ABORT, 'ledger_entries is append-only'); END;
 CREATE TRIGGER ledger_entries_append_only_delete BEFORE DELETE ON ledger_entries
 BEGIN SELECT RAISE(ABORT, 'ledger_entries is append-only'); END;
 
--- Replay protection shared by every gateway instance.
+-- Replay protection shared by every gateway instance. One insert per request: WITHOUT ROWID
+-- keeps it to the primary-key b-tree plus the expiry index.
 CREATE TABLE request_nonces (
     key_id TEXT NOT NULL,
     nonce_sha256 TEXT NOT NULL,
     expires_at TIMESTAMP NOT NULL,
     PRIMARY KEY (key_id, nonce_sha256)
-);
+) WITHOUT ROWID;
 CREATE INDEX request_nonces_expiry ON request_nonces (expires_at);
 
 CREATE TABLE gateway_keys (

@@ -29,7 +29,7 @@ pub async fn verify(
     let lookup = body.into_inner().parse()?;
     let code = partner.code.clone();
     let st = state.clone();
-    let result = blocking(move || {
+    let result = blocking(&state, move || {
         let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
         verify::verify(
             &mut conn,

@@ -3,15 +3,29 @@ pub mod members;
 pub mod ops;
 
 use super::problem::Problem;
-use actix_web::web;
+use super::AppState;
+use crate::db::executor::ExecutorError;
 
-/// Runs blocking database work off the async workers.
-pub async fn blocking<T, F>(f: F) -> Result<T, Problem>
+impl From<ExecutorError> for Problem {
+    fn from(e: ExecutorError) -> Self {
+        match e {
+            ExecutorError::Overloaded => Problem::new(
+                503,
+                "service-unavailable",
+                "the gateway is overloaded; retry shortly",
+            ),
+            ExecutorError::Lost => Problem::internal(&e),
+        }
+    }
+}
+
+/// Runs blocking database work on the database threads, off the async workers.
+pub async fn blocking<T, F>(state: &AppState, f: F) -> Result<T, Problem>
 where
     F: FnOnce() -> Result<T, Problem> + Send + 'static,
     T: Send + 'static,
 {
-    web::block(f).await.map_err(|e| Problem::internal(&e))?
+    state.db.run(f).await?
 }
 
 pub async fn not_found() -> Result<actix_web::HttpResponse, Problem> {

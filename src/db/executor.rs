@@ -1,0 +1,63 @@
+//! The threads that run blocking database work, so it never runs on the async workers.
+//!
+//! Why not `web::block`/`spawn_blocking`: tokio's blocking pool wakes a parked thread for every
+//! job and grows to hundreds of threads, which then contend for the connection pool in no
+//! particular order. Under load that cost about 15% of a core in thread hand-overs and gave a
+//! long latency tail. A fixed set of threads draining one FIFO queue keeps jobs in arrival
+//! order and lets a busy thread take the next job without sleeping.
+use crossbeam_channel::{bounded, Sender};
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Jobs waiting beyond this are refused (503) instead of queueing without bound.
+pub const MAX_QUEUED_JOBS: usize = 4096;
+
+#[derive(Clone)]
+pub struct Executor {
+    queue: Sender<Job>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error("the database work queue is full")]
+    Overloaded,
+    #[error("the database worker stopped before answering")]
+    Lost,
+}
+
+impl Executor {
+    /// Starts `threads` workers (at least one).
+    pub fn start(threads: usize) -> std::io::Result<Self> {
+        let (queue, jobs) = bounded::<Job>(MAX_QUEUED_JOBS);
+        for i in 0..threads.max(1) {
+            let jobs = jobs.clone();
+            std::thread::Builder::new()
+                .name(format!("db-{i}"))
+                .spawn(move || {
+                    // Ends when every sender (the application state) is gone.
+                    for job in jobs {
+                        job();
+                    }
+                })?;
+        }
+        Ok(Executor { queue })
+    }
+
+    /// Runs `f` on a database thread and waits for its result without blocking the caller's
+    /// async worker.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, ExecutorError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            // A caller that went away (client disconnected) no longer needs the answer.
+            let _ = tx.send(f());
+        });
+        self.queue
+            .try_send(job)
+            .map_err(|_| ExecutorError::Overloaded)?;
+        rx.await.map_err(|_| ExecutorError::Lost)
+    }
+}
