@@ -10,6 +10,7 @@ use crate::domain::Identity;
 use crate::pki::keys::{Alg, PublicKey};
 use crate::signature::{self, digest, parse_request_signature, signature_base, Message, SigError};
 use chrono::{DateTime, TimeDelta, Utc};
+use diesel::Connection;
 
 /// What the TLS layer learnt of the client certificate, once per connection.
 #[derive(Debug, Clone)]
@@ -205,13 +206,83 @@ fn sig_error(e: SigError) -> AuthError {
     }
 }
 
-/// Verifies the request's signature for `identity` and claims its nonce.
-pub fn verify_signature(
+/// Finance may read (GET) without a signature; every other request is signed.
+fn needs_signature(identity: &Identity, req: &RequestView<'_>) -> bool {
+    let unsigned = req.header("signature-input").is_none() && req.header("signature").is_none();
+    !(matches!(identity, Identity::Finance(_)) && req.method == "GET" && unsigned)
+}
+
+/// Every check of a request, in the contract's order: certificate, signature, nonce.
+pub fn authenticate(
+    conn: &mut DbConn,
+    peer: Option<&PeerCertificate>,
+    req: &RequestView<'_>,
+    now: DateTime<Utc>,
+) -> Result<Caller, AuthError> {
+    // The registry reads share one transaction: one consistent snapshot of certificate,
+    // partner and key, and one round of locks on SQLite instead of three.
+    let checked = conn.transaction(|conn| -> Result<(Identity, Option<Verified>), AuthError> {
+        let identity = check_certificate(conn, peer, now)?;
+        if !needs_signature(&identity, req) {
+            return Ok((identity, None));
+        }
+        let verified = check_signature(conn, &identity, req, now)?;
+        Ok((identity, Some(verified)))
+    })?;
+    match checked {
+        (identity, None) => Ok(Caller {
+            identity,
+            key_id: String::new(),
+            signature_label: String::new(),
+            signature_value: String::new(),
+            content_digest: None,
+        }),
+        (identity, Some(verified)) => claim_nonce(conn, identity, verified),
+    }
+}
+
+/// A signature that verified, whose nonce is still to be claimed.
+pub struct Verified {
+    key_id: String,
+    label: String,
+    value: String,
+    content_digest: Option<String>,
+    nonce_sha256: String,
+    nonce_expires_at: chrono::NaiveDateTime,
+}
+
+/// Claims the nonce: last, so a forged request cannot burn one.
+fn claim_nonce(conn: &mut DbConn, identity: Identity, v: Verified) -> Result<Caller, AuthError> {
+    let fresh = Nonce::claim(
+        conn,
+        &NewNonce {
+            key_id: &v.key_id,
+            nonce_sha256: &v.nonce_sha256,
+            expires_at: v.nonce_expires_at,
+        },
+    )?;
+    if !fresh {
+        return Err(AuthError::ReplayedRequest {
+            label: v.label,
+            value: v.value,
+        });
+    }
+    Ok(Caller {
+        identity,
+        key_id: v.key_id,
+        signature_label: v.label,
+        signature_value: v.value,
+        content_digest: v.content_digest,
+    })
+}
+
+/// Verifies the request's signature for `identity` (everything but the nonce).
+pub fn check_signature(
     conn: &mut DbConn,
     identity: &Identity,
     req: &RequestView<'_>,
     now: DateTime<Utc>,
-) -> Result<Caller, AuthError> {
+) -> Result<Verified, AuthError> {
     let sig = parse_request_signature(req.header("signature-input"), req.header("signature"))
         .map_err(sig_error)?;
 
@@ -290,33 +361,19 @@ pub fn verify_signature(
         ));
     }
 
-    // Last, so a forged request cannot burn a nonce.
     let nonce = sig.nonce.as_deref().unwrap_or_default();
     let nonce_sha256 = hex::encode(ring::digest::digest(
         &ring::digest::SHA256,
         nonce.as_bytes(),
     ));
-    let expires_at = DateTime::from_timestamp(created, 0).unwrap_or(now)
+    let nonce_expires_at = DateTime::from_timestamp(created, 0).unwrap_or(now)
         + TimeDelta::seconds(signature::NONCE_RETENTION_S);
-    let fresh = Nonce::claim(
-        conn,
-        &NewNonce {
-            key_id: &key_id,
-            nonce_sha256: &nonce_sha256,
-            expires_at: expires_at.naive_utc(),
-        },
-    )?;
-    if !fresh {
-        return Err(AuthError::ReplayedRequest {
-            label: sig.label,
-            value: sig.signature_value_serialized,
-        });
-    }
-    Ok(Caller {
-        identity: identity.clone(),
+    Ok(Verified {
         key_id,
-        signature_label: sig.label,
-        signature_value: sig.signature_value_serialized,
+        label: sig.label,
+        value: sig.signature_value_serialized,
         content_digest: content_digest.map(str::to_owned),
+        nonce_sha256,
+        nonce_expires_at: nonce_expires_at.naive_utc(),
     })
 }

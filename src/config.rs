@@ -216,9 +216,14 @@ impl Settings {
                 "must be between 1 and 10^10",
             ));
         }
+        // SQLite has one writer at a time and gains nothing from more threads than cores;
+        // PostgreSQL overlaps network round trips, so it gets more connections.
         let db_pool_size: u32 = match raw.db_pool_size {
             Some(v) => parse_num("ALLIANCE_DB_POOL_SIZE", &v)?,
-            None => 16,
+            None => match database {
+                DatabaseUrl::Sqlite(_) => 4,
+                DatabaseUrl::Postgres(_) => 16,
+            },
         };
         if !(1..=256).contains(&db_pool_size) {
             return Err(invalid(

@@ -60,13 +60,10 @@ pub struct Manager {
 /// concurrent writers wait instead of failing, and foreign keys on.
 /// The busy timeout comes first so that switching to WAL waits for other new connections.
 /// NORMAL synchronisation is durable across application crashes in WAL mode (an OS crash may
-/// lose the last transactions, never corrupt the file). Checkpoints every 4000 pages (16 MiB)
-/// instead of 1000: the nonce table's pages are rewritten far less often. Every request writes
-/// a nonce, which makes each connection's page cache stale; reading pages through a memory map
-/// (256 MiB at most) instead of `pread` makes refilling it cheap.
+/// lose the last transactions, never corrupt the file). (A memory map was tried and dropped:
+/// the file grows with every nonce, and remapping cost more than it saved.)
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 4000; \
-     PRAGMA mmap_size = 268435456;";
+     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
 
 impl Manager {
     pub fn new(url: DatabaseUrl) -> Self {

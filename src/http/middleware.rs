@@ -5,7 +5,6 @@ use super::metrics;
 use super::problem::{Problem, PROBLEM_JSON};
 use super::{body_limit, AppState};
 use crate::auth::{self, Caller, PeerCertificate, RequestView};
-use crate::domain::Identity;
 use crate::signature::digest::content_digest;
 use crate::signature::sign::sign_response;
 use actix_web::body::{to_bytes, BoxBody};
@@ -103,15 +102,6 @@ async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<Bytes, Prob
     Ok(buf.freeze())
 }
 
-/// Finance may read (GET) without a signature; everything else is signed.
-fn needs_signature(identity: &Identity, method: &str, view: &RequestView<'_>) -> bool {
-    let unsigned = !view
-        .headers
-        .iter()
-        .any(|(n, _)| *n == "signature-input" || *n == "signature");
-    !(matches!(identity, Identity::Finance(_)) && method == "GET" && unsigned)
-}
-
 /// A refusal, with the request signature to bind the answer to when it did verify.
 type Refusal = (Problem, Option<(String, String)>);
 
@@ -125,19 +115,7 @@ async fn authenticate(
         .db
         .run(move || -> Result<Caller, auth::AuthError> {
             let mut conn = pool.get().map_err(crate::db::DbError::from)?;
-            let now = chrono::Utc::now();
-            let identity = auth::check_certificate(&mut conn, peer.as_ref(), now)?;
-            let view = owned.view();
-            if !needs_signature(&identity, &owned.method, &view) {
-                return Ok(Caller {
-                    identity,
-                    key_id: String::new(),
-                    signature_label: String::new(),
-                    signature_value: String::new(),
-                    content_digest: None,
-                });
-            }
-            auth::verify_signature(&mut conn, &identity, &view, now)
+            auth::authenticate(&mut conn, peer.as_ref(), &owned.view(), chrono::Utc::now())
         })
         .await
         .map_err(|e| (Problem::from(e), None))?;
