@@ -80,6 +80,10 @@ impl Application {
             gateway_key: Arc::new(gateway_key),
             gateway_key_id: Arc::from(gateway_key_id.as_str()),
             member_keys: Arc::new(member_keys),
+            verify_limits: Arc::new(crate::members::limits::VerifyLimits::new(
+                settings.verify_requests_per_minute,
+                settings.verify_members_per_day,
+            )),
         };
         crate::http::metrics::handle();
 

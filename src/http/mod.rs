@@ -24,6 +24,7 @@ pub struct AppState {
     pub gateway_key: Arc<PrivateKey>,
     pub gateway_key_id: Arc<str>,
     pub member_keys: Arc<MemberKeys>,
+    pub verify_limits: Arc<crate::members::limits::VerifyLimits>,
 }
 
 /// Body limits (contract section 13): single requests 64 KiB; batches and reconciliation

@@ -11,6 +11,8 @@ pub struct Problem {
     pub code: &'static str,
     pub detail: String,
     pub extra: Map<String, Value>,
+    /// Sent as `Retry-After` (429, 503).
+    pub retry_after_s: Option<u64>,
 }
 
 /// A short, fixed title per code.
@@ -49,6 +51,7 @@ impl Problem {
             code,
             detail: detail.into(),
             extra: Map::new(),
+            retry_after_s: None,
         }
     }
 
@@ -125,8 +128,11 @@ impl ResponseError for Problem {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .content_type(PROBLEM_JSON)
+        let mut res = HttpResponse::build(self.status);
+        if let Some(s) = self.retry_after_s {
+            res.insert_header(("retry-after", s.to_string()));
+        }
+        res.content_type(PROBLEM_JSON)
             .body(self.body("").to_string())
     }
 }

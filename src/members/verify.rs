@@ -41,6 +41,8 @@ pub enum VerifyError {
     #[error("no member matches")]
     MemberNotFound,
     #[error(transparent)]
+    RateLimited(#[from] crate::members::limits::RateLimited),
+    #[error(transparent)]
     Db(#[from] DbError),
 }
 
@@ -116,6 +118,7 @@ pub struct VerifyResponse {
 pub fn verify(
     conn: &mut DbConn,
     keys: &MemberKeys,
+    limits: &crate::members::limits::VerifyLimits,
     partner: &PartnerCode,
     lookup: &Lookup,
     now: DateTime<Utc>,
@@ -131,6 +134,21 @@ pub fn verify(
         },
     }
     .ok_or(VerifyError::MemberNotFound)?;
+
+    // Distinct members per day, before anything is written or returned about this member.
+    let local_now = now.with_timezone(&tz);
+    let seconds_to_next_day = local_now
+        .date_naive()
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|midnight| (midnight - local_now.naive_local()).num_seconds().max(1) as u64)
+        .unwrap_or(86_400);
+    limits.member(
+        partner.as_str(),
+        local_now.date_naive(),
+        member.id,
+        seconds_to_next_day,
+    )?;
 
     let member_ref = keys.member_ref(partner.as_str(), member.id);
     if !matches!(lookup, Lookup::Ref(_)) {

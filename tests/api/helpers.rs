@@ -156,12 +156,18 @@ pub fn tls_client(ca: &Path, identity: Option<(&Path, &Path)>) -> reqwest::Clien
 
 /// Starts a gateway with the sample partners and members.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like `spawn_app`, with settings adjusted first (limits, say).
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let home = tempfile::tempdir().unwrap();
     let mut settings = Settings::for_home(home.path());
     settings.listen = "127.0.0.1:0".into();
     settings.ops_listen = "127.0.0.1:0".into();
     settings.database = test_database(home.path());
     settings.db_pool_size = 4;
+    configure(&mut settings);
     let settings_for_setup = settings.clone();
     tokio::task::spawn_blocking(move || setup_alliance(&settings_for_setup))
         .await

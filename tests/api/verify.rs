@@ -156,3 +156,45 @@ async fn unknown_routes_and_methods_are_signed_problems() {
     assert!(matches!(res.status, 404 | 405), "{}", res.status);
     assert_eq!(res.header("content-type"), Some("application/problem+json"));
 }
+
+#[tokio::test]
+async fn verify_is_rate_limited_per_partner_with_retry_after() {
+    let app = spawn_app_with(|s| {
+        s.verify_requests_per_minute = 3;
+        s.verify_members_per_day = 1;
+    })
+    .await;
+    let rst = app.partner("P-RST-001");
+    // One distinct member a day: the same member again is fine, a second one is not.
+    assert_eq!(rst.verify_card(GOLD_CARD).await.status, 200);
+    assert_eq!(rst.verify_card(GOLD_CARD).await.status, 200);
+    let before = app.snapshot();
+    let res = rst.verify_card(FROZEN_CARD).await;
+    res.assert_problem(429, "rate-limited");
+    let retry: u64 = res.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry), "{retry}");
+    assert_eq!(
+        app.snapshot()[0],
+        before[0],
+        "no member ref for a refused member"
+    );
+    // Three requests a minute, whatever they ask (the window may roll over once: allow it).
+    let mut limited = false;
+    for _ in 0..4 {
+        let res = rst.verify_card(GOLD_CARD).await;
+        if res.status == 429 {
+            let body = res.assert_problem(429, "rate-limited");
+            assert_eq!(body["detail"], "too many verify requests this minute");
+            let retry: u64 = res.header("retry-after").unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry), "{retry}");
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "the fourth request in a minute must be refused");
+    // Another partner has its own limits.
+    assert_eq!(
+        app.partner("P-CIN-001").verify_card(GOLD_CARD).await.status,
+        200
+    );
+}

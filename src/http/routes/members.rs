@@ -15,9 +15,21 @@ impl From<VerifyError> for Problem {
             VerifyError::MemberNotFound => {
                 Problem::new(404, "member-not-found", "no member matches")
             }
+            VerifyError::RateLimited(limited) => rate_limited(limited),
             VerifyError::Db(cause) => Problem::internal(&cause),
         }
     }
+}
+
+fn rate_limited(limited: crate::members::limits::RateLimited) -> Problem {
+    use crate::members::limits::Limit;
+    let detail = match limited.what {
+        Limit::RequestsPerMinute => "too many verify requests this minute",
+        Limit::MembersPerDay => "too many distinct members verified today",
+    };
+    let mut p = Problem::new(429, "rate-limited", detail);
+    p.retry_after_s = Some(limited.retry_after_s);
+    p
 }
 
 /// `POST /v1/members/verify`
@@ -27,6 +39,10 @@ pub async fn verify(
     body: web::Json<VerifyRequest>,
 ) -> Result<HttpResponse, Problem> {
     let lookup = body.into_inner().parse()?;
+    state
+        .verify_limits
+        .request(partner.code.as_str(), chrono::Utc::now().timestamp())
+        .map_err(rate_limited)?;
     let code = partner.code.clone();
     let st = state.clone();
     let result = blocking(&state, move || {
@@ -34,6 +50,7 @@ pub async fn verify(
         verify::verify(
             &mut conn,
             &st.member_keys,
+            &st.verify_limits,
             &code,
             &lookup,
             chrono::Utc::now(),
