@@ -20,8 +20,10 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often expired nonces are deleted and the CRL file is looked at.
+/// How often expired nonces are deleted, the SQLite WAL is checkpointed and the CRL file is
+/// looked at.
 const NONCE_PRUNE_INTERVAL_MS: u64 = 60_000;
+const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
 const CRL_CHECK_INTERVAL_MS: u64 = 2_000;
 /// In-flight requests get this long to finish after SIGTERM.
 const SHUTDOWN_TIMEOUT_S: u64 = 30;
@@ -131,6 +133,7 @@ impl Application {
         .run();
 
         let upkeep = vec![
+            tokio::spawn(checkpoint_wal(pool.clone())),
             tokio::spawn(prune_nonces(pool)),
             tokio::spawn(reload_crl(verifier)),
         ];
@@ -177,6 +180,25 @@ async fn prune_nonces(pool: Pool) {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error.message = %e, "nonce pruning failed"),
             Err(e) => tracing::warn!(error.message = %e, "nonce pruning task failed"),
+        }
+    }
+}
+
+async fn checkpoint_wal(pool: Pool) {
+    if !matches!(pool.get().as_deref(), Ok(db::DbConn::Sqlite(_))) {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(CHECKPOINT_INTERVAL_MS));
+    loop {
+        tick.tick().await;
+        let pool = pool.clone();
+        let done = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut conn = pool.get()?;
+            Ok(db::checkpoint(&mut conn)?)
+        })
+        .await;
+        if let Ok(Err(e)) = done {
+            tracing::warn!(error.message = %e, "WAL checkpoint failed");
         }
     }
 }
