@@ -443,3 +443,30 @@ pub fn assert_signed_by_gateway(
         "gateway signature does not verify over:\n{base}"
     );
 }
+
+/// Onboards one more partner from a parsed spec, as `onboard-partner` does.
+pub async fn onboard_with(
+    app: &TestApp,
+    spec: alliance_gateway::partners::spec::PartnerSpec,
+    brought: alliance_gateway::partners::onboard::Brought,
+) {
+    let settings = app.settings.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = db::Manager::new(settings.database.clone())
+            .connect()
+            .unwrap();
+        let ca = alliance_gateway::pki::ca::Ca::load(&Paths::new(&settings)).unwrap();
+        let today = alliance_gateway::alliance::business_day(chrono::Utc::now(), settings.timezone);
+        alliance_gateway::partners::onboard::onboard(
+            &settings,
+            &mut conn,
+            Some(&ca),
+            &spec,
+            brought,
+            today,
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+}

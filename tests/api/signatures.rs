@@ -254,7 +254,7 @@ async fn keys_endpoint_is_signed_and_lists_the_gateway_key() {
 
 #[tokio::test]
 async fn an_ecdsa_p256_key_brought_by_a_partner_is_accepted() {
-    use alliance_gateway::partners::onboard::{onboard, Brought};
+    use alliance_gateway::partners::onboard::Brought;
     use alliance_gateway::pki::keys::{PrivateKey, PublicKey};
     let app = spawn_app().await;
     let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
@@ -263,30 +263,16 @@ async fn an_ecdsa_p256_key_brought_by_a_partner_is_accepted() {
         .replace("P-RST-001", "P-BOOK-01")
         .replace("\"restaurant\"", "\"bookstore\"");
     let spec = alliance_gateway::partners::spec::parse("book.toml", &spec_src).unwrap();
-    let settings = app.settings.clone();
     let public = PublicKey::from_spki_pem(&kp.public_key_pem()).unwrap();
-    tokio::task::spawn_blocking(move || {
-        let mut conn = alliance_gateway::db::Manager::new(settings.database.clone())
-            .connect()
-            .unwrap();
-        let ca = alliance_gateway::pki::ca::Ca::load(&alliance_gateway::pki::Paths::new(&settings))
-            .unwrap();
-        let today = alliance_gateway::alliance::business_day(chrono::Utc::now(), settings.timezone);
-        onboard(
-            &settings,
-            &mut conn,
-            Some(&ca),
-            &spec,
-            Brought {
-                public_key: Some(public),
-                csr_pem: None,
-            },
-            today,
-        )
-        .unwrap();
-    })
-    .await
-    .unwrap();
+    onboard_with(
+        &app,
+        spec,
+        Brought {
+            public_key: Some(public),
+            csr_pem: None,
+        },
+    )
+    .await;
     let bundle = app.settings.bundles_dir().join("P-BOOK-01");
     assert!(
         !bundle.join("signing.key").exists(),

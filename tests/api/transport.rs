@@ -133,7 +133,7 @@ async fn a_new_crl_is_picked_up_without_a_restart_and_refuses_the_handshake() {
 
 #[tokio::test]
 async fn a_partner_may_bring_a_csr_and_keeps_its_private_key() {
-    use alliance_gateway::partners::onboard::{onboard, Brought};
+    use alliance_gateway::partners::onboard::Brought;
     let app = spawn_app().await;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["ignored.example".to_owned()]).unwrap();
@@ -145,28 +145,15 @@ async fn a_partner_may_bring_a_csr_and_keeps_its_private_key() {
         .unwrap()
         .replace("P-GYM-001", "P-GYM-002");
     let spec = alliance_gateway::partners::spec::parse("gym2.toml", &src).unwrap();
-    let settings = app.settings.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut conn = alliance_gateway::db::Manager::new(settings.database.clone())
-            .connect()
-            .unwrap();
-        let ca = Ca::load(&alliance_gateway::pki::Paths::new(&settings)).unwrap();
-        let today = alliance_gateway::alliance::business_day(chrono::Utc::now(), settings.timezone);
-        onboard(
-            &settings,
-            &mut conn,
-            Some(&ca),
-            &spec,
-            Brought {
-                public_key: None,
-                csr_pem: Some(csr),
-            },
-            today,
-        )
-        .unwrap();
-    })
-    .await
-    .unwrap();
+    onboard_with(
+        &app,
+        spec,
+        Brought {
+            public_key: None,
+            csr_pem: Some(csr),
+        },
+    )
+    .await;
     let bundle = app.settings.bundles_dir().join("P-GYM-002");
     assert!(
         !bundle.join("client.key").exists(),
