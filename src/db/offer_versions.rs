@@ -34,6 +34,16 @@ impl OfferVersion {
             .optional()
     }
 
+    /// Version 1, or the lowest there is.
+    pub fn earliest(conn: &mut DbConn, partner_code: &str) -> QueryResult<Option<OfferVersion>> {
+        offer_versions::table
+            .filter(offer_versions::partner_code.eq(partner_code))
+            .order(offer_versions::version.asc())
+            .select(OfferVersion::as_select())
+            .first(conn)
+            .optional()
+    }
+
     /// The version in force on business day `day`: the highest version effective by then.
     pub fn in_force(
         conn: &mut DbConn,

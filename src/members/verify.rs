@@ -10,6 +10,7 @@ use crate::partners::terms::{Terms, BPS_ONE};
 use crate::pki::secrets::MemberKeys;
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use chrono_tz::Tz;
+use diesel::Connection;
 use serde::{Deserialize, Serialize};
 
 /// The request body as sent; exactly one field must be present.
@@ -114,6 +115,15 @@ pub struct VerifyResponse {
     pub verified_at: String,
 }
 
+struct Snapshot {
+    member: Member,
+    member_ref: String,
+    ref_known: bool,
+    offer: OfferVersion,
+    in_force: bool,
+    balance: i64,
+}
+
 /// Looks the member up and describes their benefits at `partner` at instant `now`.
 pub fn verify(
     conn: &mut DbConn,
@@ -124,34 +134,62 @@ pub fn verify(
     now: DateTime<Utc>,
     tz: Tz,
 ) -> Result<VerifyResponse, VerifyError> {
-    let member = match lookup {
-        Lookup::Card(card) => Member::find_by_card(conn, card.as_str())?,
-        Lookup::Phone(phone) => Member::find_by_phone_hash(conn, &keys.phone_hash(phone))?,
-        // Only refs this partner was given resolve: another partner's ref is not found.
-        Lookup::Ref(r) => match MemberRef::member_id(conn, partner.as_str(), r)? {
-            Some(id) => Member::find(conn, id)?,
-            None => None,
-        },
-    }
-    .ok_or(VerifyError::MemberNotFound)?;
+    let local = now.with_timezone(&tz);
+    let today = business_day(now, tz);
+    // Every read in one transaction: the member, its status and its balance come from one
+    // snapshot (and SQLite takes its locks once).
+    let snapshot = conn.transaction(|conn| -> Result<Snapshot, VerifyError> {
+        let member = match lookup {
+            Lookup::Card(card) => Member::find_by_card(conn, card.as_str())?,
+            Lookup::Phone(phone) => Member::find_by_phone_hash(conn, &keys.phone_hash(phone))?,
+            // Only refs this partner was given resolve: another partner's ref is not found.
+            Lookup::Ref(r) => match MemberRef::member_id(conn, partner.as_str(), r)? {
+                Some(id) => Member::find(conn, id)?,
+                None => None,
+            },
+        }
+        .ok_or(VerifyError::MemberNotFound)?;
 
-    // Distinct members per day, before anything is written or returned about this member.
-    let local_now = now.with_timezone(&tz);
-    let seconds_to_next_day = local_now
-        .date_naive()
-        .succ_opt()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|midnight| (midnight - local_now.naive_local()).num_seconds().max(1) as u64)
-        .unwrap_or(86_400);
-    limits.member(
-        partner.as_str(),
-        local_now.date_naive(),
-        member.id,
-        seconds_to_next_day,
-    )?;
+        // Distinct members per day, before anything is written or returned about this member.
+        let seconds_to_next_day = today
+            .succ_opt()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|midnight| (midnight - local.naive_local()).num_seconds().max(1) as u64)
+            .unwrap_or(86_400);
+        limits.member(partner.as_str(), today, member.id, seconds_to_next_day)?;
 
-    let member_ref = keys.member_ref(partner.as_str(), member.id);
-    if !matches!(lookup, Lookup::Ref(_)) {
+        let member_ref = keys.member_ref(partner.as_str(), member.id);
+        let ref_known = matches!(lookup, Lookup::Ref(_))
+            || MemberRef::member_id(conn, partner.as_str(), &member_ref)?.is_some();
+        // The version in force today; before the first version starts, show that one but mark
+        // the member not eligible (a sale dated before it is refused).
+        let (offer, in_force) = match OfferVersion::in_force(conn, partner.as_str(), today)? {
+            Some(v) => (v, true),
+            None => {
+                let first = OfferVersion::earliest(conn, partner.as_str())?
+                    .ok_or_else(|| DbError::Invariant(format!("partner {partner} has no offer")))?;
+                (first, false)
+            }
+        };
+        let balance = Ledger::balance(conn, member.id)?;
+        Ok(Snapshot {
+            member,
+            member_ref,
+            ref_known,
+            offer,
+            in_force,
+            balance,
+        })
+    })?;
+    let Snapshot {
+        member,
+        member_ref,
+        ref_known,
+        offer,
+        in_force,
+        balance,
+    } = snapshot;
+    if !ref_known {
         MemberRef::remember(
             conn,
             &NewMemberRef {
@@ -167,21 +205,9 @@ pub fn verify(
         .map_err(|e| DbError::Invariant(format!("member {}: {e}", member.id)))?;
     let status = MemberStatus::parse(&member.status)
         .map_err(|e| DbError::Invariant(format!("member {}: {e}", member.id)))?;
-    let today = business_day(now, tz);
-    // The version in force today; before the first version starts, show it but mark the
-    // member not eligible (a sale dated before it is refused).
-    let (offer, in_force) = match OfferVersion::in_force(conn, partner.as_str(), today)? {
-        Some(v) => (v, true),
-        None => {
-            let first = crate::db::offer_versions::OfferVersion::latest(conn, partner.as_str())?
-                .ok_or_else(|| DbError::Invariant(format!("partner {partner} has no offer")))?;
-            (first, false)
-        }
-    };
     let terms: Terms = serde_json::from_str(&offer.terms_json)
         .map_err(|e| DbError::Invariant(format!("offer {partner} v{}: {e}", offer.version)))?;
     let o = &terms.offer;
-    let local = now.with_timezone(&tz);
     let day_bps = o.day_bps(local.day());
     let birthday_month = member.birth_month == i32::try_from(local.month()).ok();
     let birth_bps = if birthday_month {
@@ -189,7 +215,6 @@ pub fn verify(
     } else {
         BPS_ONE
     };
-    let balance = Ledger::balance(conn, member.id)?;
 
     Ok(VerifyResponse {
         member_ref,
