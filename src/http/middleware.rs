@@ -213,8 +213,11 @@ pub async fn signed_api(
 
 impl Problem {
     fn error_response_with_id(&self, request_id: &str) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .content_type(PROBLEM_JSON)
+        let mut res = HttpResponse::build(self.status);
+        if let Some(s) = self.retry_after_s {
+            res.insert_header(("retry-after", s.to_string()));
+        }
+        res.content_type(PROBLEM_JSON)
             .body(self.body(request_id).to_string())
     }
 }
