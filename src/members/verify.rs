@@ -114,15 +114,6 @@ pub struct VerifyResponse {
     pub verified_at: String,
 }
 
-struct Snapshot {
-    member: Member,
-    member_ref: String,
-    ref_known: bool,
-    offer: OfferVersion,
-    in_force: bool,
-    balance: i64,
-}
-
 /// Looks the member up and describes their benefits at `partner` at instant `now`.
 pub fn verify(
     conn: &mut DbConn,
@@ -137,57 +128,39 @@ pub fn verify(
     let today = business_day(now, tz);
     // Autocommit reads: a BEGIN/COMMIT around them measured slower on SQLite, and the balance
     // shown is informational (the ledger decides at the moment of a redemption).
-    let snapshot = {
-        let member = match lookup {
-            Lookup::Card(card) => Member::find_by_card(conn, card.as_str())?,
-            Lookup::Phone(phone) => Member::find_by_phone_hash(conn, &keys.phone_hash(phone))?,
-            // Only refs this partner was given resolve: another partner's ref is not found.
-            Lookup::Ref(r) => match MemberRef::member_id(conn, partner.as_str(), r)? {
-                Some(id) => Member::find(conn, id)?,
-                None => None,
-            },
-        }
-        .ok_or(VerifyError::MemberNotFound)?;
+    let member = match lookup {
+        Lookup::Card(card) => Member::find_by_card(conn, card.as_str())?,
+        Lookup::Phone(phone) => Member::find_by_phone_hash(conn, &keys.phone_hash(phone))?,
+        // Only refs this partner was given resolve: another partner's ref is not found.
+        Lookup::Ref(r) => match MemberRef::member_id(conn, partner.as_str(), r)? {
+            Some(id) => Member::find(conn, id)?,
+            None => None,
+        },
+    }
+    .ok_or(VerifyError::MemberNotFound)?;
 
-        // Distinct members per day, before anything is written or returned about this member.
-        let seconds_to_next_day = today
-            .succ_opt()
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .map(|midnight| (midnight - local.naive_local()).num_seconds().max(1) as u64)
-            .unwrap_or(86_400);
-        limits.member(partner.as_str(), today, member.id, seconds_to_next_day)?;
+    // Distinct members per day, before anything is written or returned about this member.
+    let seconds_to_next_day = today
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|midnight| (midnight - local.naive_local()).num_seconds().max(1) as u64)
+        .unwrap_or(86_400);
+    limits.member(partner.as_str(), today, member.id, seconds_to_next_day)?;
 
-        let member_ref = keys.member_ref(partner.as_str(), member.id);
-        let ref_known = matches!(lookup, Lookup::Ref(_))
-            || MemberRef::member_id(conn, partner.as_str(), &member_ref)?.is_some();
-        // The version in force today; before the first version starts, show that one but mark
-        // the member not eligible (a sale dated before it is refused).
-        let (offer, in_force) = match OfferVersion::in_force(conn, partner.as_str(), today)? {
-            Some(v) => (v, true),
-            None => {
-                let first = OfferVersion::earliest(conn, partner.as_str())?
-                    .ok_or_else(|| DbError::Invariant(format!("partner {partner} has no offer")))?;
-                (first, false)
-            }
-        };
-        let balance = Ledger::balance(conn, member.id)?;
-        Snapshot {
-            member,
-            member_ref,
-            ref_known,
-            offer,
-            in_force,
-            balance,
+    let member_ref = keys.member_ref(partner.as_str(), member.id);
+    let ref_known = matches!(lookup, Lookup::Ref(_))
+        || MemberRef::member_id(conn, partner.as_str(), &member_ref)?.is_some();
+    // The version in force today; before the first version starts, show that one but mark
+    // the member not eligible (a sale dated before it is refused).
+    let (offer, in_force) = match OfferVersion::in_force(conn, partner.as_str(), today)? {
+        Some(v) => (v, true),
+        None => {
+            let first = OfferVersion::earliest(conn, partner.as_str())?
+                .ok_or_else(|| DbError::Invariant(format!("partner {partner} has no offer")))?;
+            (first, false)
         }
     };
-    let Snapshot {
-        member,
-        member_ref,
-        ref_known,
-        offer,
-        in_force,
-        balance,
-    } = snapshot;
+    let balance = Ledger::balance(conn, member.id)?;
     if !ref_known {
         MemberRef::remember(
             conn,

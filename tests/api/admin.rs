@@ -2,6 +2,16 @@
 use crate::helpers::*;
 use std::process::Command;
 
+#[track_caller]
+fn assert_success(out: &std::process::Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn gateway(app: &TestApp) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_alliance-gateway"));
     cmd.env("ALLIANCE_HOME", app.home.path());
@@ -84,12 +94,7 @@ async fn reimports_update_tier_and_status_but_never_balances() {
         .arg(&file)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let body = app.partner("P-RST-001").verify_card(GOLD_CARD).await.json();
     assert_eq!(body["tier"], "platinum");
     assert_eq!(body["status"], "frozen");
@@ -168,12 +173,7 @@ async fn re_onboarding_changes_nothing_unless_the_offer_changes_for_a_future_day
         .arg(&spec)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("offer unchanged"));
     assert_eq!(
         std::fs::read(app.settings.bundles_dir().join("P-RST-001/client.pem")).unwrap(),
@@ -214,12 +214,7 @@ async fn re_onboarding_changes_nothing_unless_the_offer_changes_for_a_future_day
         .arg(&changed)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("new offer version:   2"));
     // Today's verify still answers with version 1.
     assert_eq!(
@@ -244,12 +239,7 @@ async fn init_refuses_to_replace_a_ca_without_force_and_keeps_member_keys_with_i
     assert_eq!(std::fs::read(paths.ca_cert()).unwrap(), ca_before);
 
     let out = gateway(&app).arg("init").arg("--force").output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_ne!(
         std::fs::read(paths.ca_cert()).unwrap(),
         ca_before,
