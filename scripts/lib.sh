@@ -20,3 +20,20 @@ alliance_bin() {
     exit 1
   fi
 }
+
+# run_cli "USAGE LINE" SUBCOMMAND... -- "$@": prints the script's own usage line before the
+# command's --help, and otherwise runs the command with the script's arguments.
+run_cli() {
+  local usage="$1"; shift
+  local cmd=()
+  while [[ $# -gt 0 && "$1" != "--" ]]; do cmd+=("$1"); shift; done
+  shift || true
+  local a
+  for a in "$@"; do
+    if [[ "$a" == "-h" || "$a" == "--help" ]]; then
+      printf 'Usage: %s\n  (runs: alliance-gateway %s)\n\n' "$usage" "${cmd[*]}"
+      break
+    fi
+  done
+  exec "$(alliance_bin)" "${cmd[@]}" "$@"
+}

@@ -101,12 +101,11 @@ pub fn init(
             )?;
         }
         register_gateway_key(conn, &key_id, &gateway_public)?;
-        crate::audit::record(
+        crate::audit::record_admin(
             conn,
-            &crate::audit::admin_actor(),
             "alliance.init",
             name,
-            &serde_json::json!({ "force": force, "gateway_key_id": key_id }),
+            serde_json::json!({ "force": force, "gateway_key_id": key_id }),
         )?;
         Ok(())
     })?;

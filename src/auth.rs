@@ -2,6 +2,7 @@
 //! client certificate says the caller is, then the RFC 9421 signature, then the nonce.
 //! Framework-free: the HTTP edge hands in a [`RequestView`].
 use crate::db::certificates::Certificate;
+use crate::db::finance_users::FinanceUser;
 use crate::db::nonces::{NewNonce, Nonce};
 use crate::db::partners::Partner;
 use crate::db::signing_keys::SigningKey;
@@ -190,7 +191,15 @@ pub fn check_certificate(
                 return Err(AuthError::PartnerSuspended);
             }
         }
-        Identity::Finance(_) => {}
+        Identity::Finance(name) => {
+            let active = FinanceUser::find(conn, name.as_str())?
+                .is_some_and(|u| u.status == FinanceUser::ACTIVE);
+            if !active {
+                return Err(AuthError::CertificateNotActive(
+                    "the finance user is not registered or was removed".into(),
+                ));
+            }
+        }
     }
     Ok(identity)
 }

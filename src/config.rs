@@ -89,6 +89,11 @@ pub struct Settings {
     /// Extra limits that the contract leaves to us.
     pub verify_requests_per_minute: u32,
     pub verify_members_per_day: u32,
+    /// Verify 404s in one minute that count as a burst (a metric and a warning).
+    pub verify_not_found_burst: u32,
+    /// Every request of one identity (partner or finance user), per `serve` instance.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
     pub db_pool_size: u32,
 }
 
@@ -112,6 +117,9 @@ struct Raw {
     log_format: Option<String>,
     verify_requests_per_minute: Option<String>,
     verify_members_per_day: Option<String>,
+    verify_not_found_burst: Option<String>,
+    rate_limit_per_second: Option<String>,
+    rate_limit_burst: Option<String>,
     db_pool_size: Option<String>,
 }
 
@@ -127,6 +135,17 @@ fn parse_num<T: std::str::FromStr>(key: &'static str, v: &str) -> Result<T, Conf
     v.trim()
         .parse()
         .map_err(|_| invalid(key, format!("{v:?} is not a valid number")))
+}
+
+/// A limit: a whole number of at least 1 (a zero limit would refuse everything).
+fn positive(key: &'static str, v: Option<String>, default: u32) -> Result<u32, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(v) => match parse_num::<u32>(key, &v)? {
+            0 => Err(invalid(key, "must be at least 1")),
+            n => Ok(n),
+        },
+    }
 }
 
 impl Settings {
@@ -266,6 +285,21 @@ impl Settings {
                 Some(v) => parse_num("ALLIANCE_VERIFY_MEMBERS_PER_DAY", &v)?,
                 None => 20000,
             },
+            verify_not_found_burst: positive(
+                "ALLIANCE_VERIFY_NOT_FOUND_BURST",
+                raw.verify_not_found_burst,
+                20,
+            )?,
+            rate_limit_per_second: positive(
+                "ALLIANCE_RATE_LIMIT_PER_SECOND",
+                raw.rate_limit_per_second,
+                crate::rate_limit::DEFAULT_PER_SECOND,
+            )?,
+            rate_limit_burst: positive(
+                "ALLIANCE_RATE_LIMIT_BURST",
+                raw.rate_limit_burst,
+                crate::rate_limit::DEFAULT_BURST,
+            )?,
             db_pool_size,
             home,
         })
@@ -327,6 +361,18 @@ impl Settings {
             (
                 "ALLIANCE_VERIFY_MEMBERS_PER_DAY",
                 self.verify_members_per_day.to_string(),
+            ),
+            (
+                "ALLIANCE_VERIFY_NOT_FOUND_BURST",
+                self.verify_not_found_burst.to_string(),
+            ),
+            (
+                "ALLIANCE_RATE_LIMIT_PER_SECOND",
+                self.rate_limit_per_second.to_string(),
+            ),
+            (
+                "ALLIANCE_RATE_LIMIT_BURST",
+                self.rate_limit_burst.to_string(),
             ),
             ("ALLIANCE_DB_POOL_SIZE", self.db_pool_size.to_string()),
         ];

@@ -25,6 +25,7 @@ use std::time::Duration;
 const NONCE_PRUNE_INTERVAL_MS: u64 = 60_000;
 const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
 const CRL_CHECK_INTERVAL_MS: u64 = 2_000;
+const REGISTRY_UPKEEP_INTERVAL_MS: u64 = 60_000;
 /// In-flight requests get this long to finish after SIGTERM.
 const SHUTDOWN_TIMEOUT_S: u64 = 30;
 
@@ -85,8 +86,14 @@ impl Application {
             verify_limits: Arc::new(crate::members::limits::VerifyLimits::new(
                 settings.verify_requests_per_minute,
                 settings.verify_members_per_day,
+                settings.verify_not_found_burst,
+            )),
+            rate_limits: Arc::new(crate::rate_limit::IdentityLimiter::new(
+                settings.rate_limit_per_second,
+                settings.rate_limit_burst,
             )),
         };
+        let rate_limits = state.rate_limits.clone();
         crate::http::metrics::handle();
 
         let listener = TcpListener::bind(&settings.listen)
@@ -106,6 +113,10 @@ impl Application {
                     web::post().to(routes::members::verify),
                 )
                 .route("/v1/keys", web::get().to(routes::keys::jwks))
+                .route(
+                    "/v1/finance/settlements",
+                    web::get().to(routes::finance::settlements),
+                )
                 .default_service(web::to(routes::not_found))
         })
         .on_connect(tls::on_connect)
@@ -134,7 +145,8 @@ impl Application {
 
         let upkeep = vec![
             tokio::spawn(checkpoint_wal(pool.clone())),
-            tokio::spawn(prune_nonces(pool)),
+            tokio::spawn(prune_nonces(pool.clone())),
+            tokio::spawn(registry_upkeep(pool, rate_limits)),
             tokio::spawn(reload_crl(verifier)),
         ];
         tracing::info!(api.port = port, ops.port = ops_port, gateway.key_id = %gateway_key_id, "gateway listening");
@@ -180,6 +192,33 @@ async fn prune_nonces(pool: Pool) {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error.message = %e, "nonce pruning failed"),
             Err(e) => tracing::warn!(error.message = %e, "nonce pruning task failed"),
+        }
+    }
+}
+
+/// Once a minute: counts certificates that expire within 30 days (a metric to alert on, so
+/// no partner is cut off by surprise), and lets the rate limiter forget idle identities.
+async fn registry_upkeep(pool: Pool, rate_limits: Arc<crate::rate_limit::IdentityLimiter>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(REGISTRY_UPKEEP_INTERVAL_MS));
+    loop {
+        tick.tick().await;
+        rate_limits.prune();
+        let pool = pool.clone();
+        let counted = tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
+            let mut conn = pool.get()?;
+            let now = chrono::Utc::now().naive_utc();
+            let soon = now + chrono::TimeDelta::days(crate::lifecycle::report::EXPIRY_WARNING_DAYS);
+            Ok(crate::db::certificates::Certificate::count_active_expiring(
+                &mut conn, now, soon,
+            )?)
+        })
+        .await;
+        match counted {
+            Ok(Ok(n)) => crate::http::metrics::set_certificates_expiring(n),
+            Ok(Err(e)) => {
+                tracing::warn!(error.message = %e, "counting expiring certificates failed")
+            }
+            Err(e) => tracing::warn!(error.message = %e, "registry upkeep task failed"),
         }
     }
 }

@@ -44,6 +44,17 @@ impl AuditEntry {
             .map(|_| ())
     }
 
+    /// The latest `limit` entries, oldest first.
+    pub fn recent(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<AuditEntry>> {
+        let mut rows: Vec<AuditEntry> = audit_log::table
+            .order(audit_log::id.desc())
+            .limit(limit)
+            .select(AuditEntry::as_select())
+            .load(conn)?;
+        rows.reverse();
+        Ok(rows)
+    }
+
     pub fn all(conn: &mut DbConn) -> QueryResult<Vec<AuditEntry>> {
         audit_log::table
             .order(audit_log::id.asc())

@@ -4,6 +4,7 @@ pub mod alliance;
 pub mod audit_log;
 pub mod certificates;
 pub mod executor;
+pub mod finance_users;
 pub mod gateway_keys;
 pub mod ledger;
 pub mod member_refs;

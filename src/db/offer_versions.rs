@@ -59,6 +59,14 @@ impl OfferVersion {
             .optional()
     }
 
+    pub fn for_partner(conn: &mut DbConn, partner_code: &str) -> QueryResult<Vec<OfferVersion>> {
+        offer_versions::table
+            .filter(offer_versions::partner_code.eq(partner_code))
+            .order(offer_versions::version.asc())
+            .select(OfferVersion::as_select())
+            .load(conn)
+    }
+
     pub fn insert(conn: &mut DbConn, new: &NewOfferVersion<'_>) -> QueryResult<()> {
         diesel::insert_into(offer_versions::table)
             .values(new)

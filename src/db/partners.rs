@@ -71,6 +71,31 @@ impl Partner {
             .map(|_| ())
     }
 
+    pub fn all(conn: &mut DbConn) -> QueryResult<Vec<Partner>> {
+        partners::table
+            .order(partners::code.asc())
+            .select(Partner::as_select())
+            .load(conn)
+    }
+
+    /// Suspends or reactivates; history (certificates, keys, ledger) is untouched.
+    pub fn set_status(
+        conn: &mut DbConn,
+        code: &str,
+        status: &str,
+        reason: Option<&str>,
+        now: NaiveDateTime,
+    ) -> QueryResult<()> {
+        diesel::update(partners::table.find(code))
+            .set((
+                partners::status.eq(status),
+                partners::status_reason.eq(reason),
+                partners::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .map(|_| ())
+    }
+
     pub fn has_capability(&self, capability: &str) -> bool {
         self.capabilities.split(',').any(|c| c == capability)
     }

@@ -33,6 +33,7 @@ diesel::table! {
         status -> Text,
         created_at -> Timestamp,
         revoked_at -> Nullable<Timestamp>,
+        revocation_reason -> Nullable<Text>,
     }
 }
 
@@ -131,6 +132,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    finance_users (name) {
+        name -> Text,
+        status -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(offer_versions -> partners (partner_code));
 diesel::joinable!(member_refs -> members (member_id));
 diesel::joinable!(ledger_entries -> ledger_journals (journal_id));
@@ -148,4 +158,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     request_nonces,
     gateway_keys,
     audit_log,
+    finance_users,
 );

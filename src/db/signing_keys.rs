@@ -54,11 +54,42 @@ impl SigningKey {
             .map(|_| ())
     }
 
-    /// Usable for verification at `now`: active, or retiring but still inside its overlap.
+    /// Retires `key_id`: it still verifies until `retire_after` (the rotation's overlap), and
+    /// is `unknown-key` from then on. Never moves a deadline later.
+    pub fn retire(conn: &mut DbConn, key_id: &str, retire_after: NaiveDateTime) -> QueryResult<()> {
+        let current = Self::find(conn, key_id)?;
+        let deadline = match current.and_then(|k| k.retire_after) {
+            Some(existing) if existing < retire_after => existing,
+            _ => retire_after,
+        };
+        diesel::update(signing_keys::table.find(key_id))
+            .set((
+                signing_keys::status.eq(Self::RETIRED),
+                signing_keys::retire_after.eq(Some(deadline)),
+            ))
+            .execute(conn)
+            .map(|_| ())
+    }
+
+    /// The `N` of `k<N>`, for naming the next key.
+    pub fn number(&self) -> Option<u32> {
+        self.key_id.rsplit_once("/k")?.1.parse().ok()
+    }
+
+    /// Usable for verification at `now`: active, or retired but still inside its overlap.
     pub fn is_usable_at(&self, now: NaiveDateTime) -> bool {
         match self.retire_after {
-            Some(deadline) => now <= deadline,
+            Some(deadline) => now < deadline,
             None => self.status == Self::ACTIVE,
+        }
+    }
+
+    /// The state `partner show` prints: active, overlap (retired but still verifying), retired.
+    pub fn state_at(&self, now: NaiveDateTime) -> &'static str {
+        match (self.status.as_str(), self.is_usable_at(now)) {
+            (Self::ACTIVE, _) => "active",
+            (_, true) => "overlap",
+            _ => "retired",
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The verified caller, as handlers receive it.
 use super::problem::Problem;
 use crate::auth::Caller;
-use crate::domain::{Identity, PartnerCode};
+use crate::domain::{FinanceName, Identity, PartnerCode};
 use actix_web::{dev::Payload, FromRequest, HttpMessage, HttpRequest};
 use std::future::{ready, Ready};
 
@@ -25,6 +25,36 @@ impl FromRequest for PartnerCaller {
                 Identity::Finance(_) => {
                     Err(Problem::new(403, "forbidden", "this route is for partners"))
                 }
+            },
+            None => Err(Problem::internal(
+                &"route reached without the signed-API middleware",
+            )),
+        })
+    }
+}
+
+/// A finance user whose client certificate (and signature, on non-GET requests) checked out.
+pub struct FinanceCaller {
+    pub name: FinanceName,
+    pub caller: Caller,
+}
+
+impl FromRequest for FinanceCaller {
+    type Error = Problem;
+    type Future = Ready<Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match req.extensions().get::<Caller>() {
+            Some(caller) => match &caller.identity {
+                Identity::Finance(name) => Ok(FinanceCaller {
+                    name: name.clone(),
+                    caller: caller.clone(),
+                }),
+                Identity::Partner(_) => Err(Problem::new(
+                    403,
+                    "forbidden",
+                    "this route is for finance staff",
+                )),
             },
             None => Err(Problem::internal(
                 &"route reached without the signed-API middleware",

@@ -43,3 +43,22 @@ pub fn record_member_not_found(partner: &str) {
     metrics::counter!("alliance_verify_member_not_found_total", "partner" => partner.to_owned())
         .increment(1);
 }
+
+/// A partner's verify 404s reached the burst threshold within a minute (counted once per
+/// minute): card-number guessing, or a till with a broken scanner.
+pub fn record_member_not_found_burst(partner: &str) {
+    metrics::counter!("alliance_verify_member_not_found_bursts_total", "partner" => partner.to_owned())
+        .increment(1);
+}
+
+/// A request refused for a rate limit: `limit` is `requests`, `verify_per_minute` or
+/// `verify_members_per_day`; `identity` the partner code or `finance:<name>`.
+pub fn record_rate_limited(identity: &str, limit: &'static str) {
+    metrics::counter!("alliance_rate_limited_total", "identity" => identity.to_owned(), "limit" => limit)
+        .increment(1);
+}
+
+/// Active certificates that expire within 30 days.
+pub fn set_certificates_expiring(n: i64) {
+    metrics::gauge!("alliance_certificates_expiring_30d").set(n as f64);
+}

@@ -153,6 +153,11 @@ pub async fn signed_api(
     };
 
     let outcome = async {
+        // Rate limits first, keyed on the certificate's identity (which TLS vouched for), so a
+        // flood costs neither a body read nor a database round trip, and writes nothing.
+        if let Some(refusal) = rate_limited(&state, &req) {
+            return Err((req, (refusal, None)));
+        }
         let limit = body_limit(req.path());
         let body = match read_body(&mut req, limit).await {
             Ok(b) => b,
@@ -209,6 +214,21 @@ pub async fn signed_api(
         )
     });
     Ok(res)
+}
+
+/// The refusal for a caller over its rate limit, if it is.
+fn rate_limited(state: &AppState, req: &ServiceRequest) -> Option<Problem> {
+    let peer = req.conn_data::<PeerCertificate>()?;
+    let identity = peer.identity.as_ref().ok()?;
+    let retry_after_s = state.rate_limits.check(&identity.urn()).err()?;
+    metrics::record_rate_limited(&identity.key_id_prefix(), "requests");
+    let mut p = Problem::new(
+        429,
+        "rate-limited",
+        "too many requests from this certificate's identity; retry later",
+    );
+    p.retry_after_s = Some(retry_after_s);
+    Some(p)
 }
 
 impl Problem {

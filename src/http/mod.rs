@@ -25,6 +25,8 @@ pub struct AppState {
     pub gateway_key_id: Arc<str>,
     pub member_keys: Arc<MemberKeys>,
     pub verify_limits: Arc<crate::members::limits::VerifyLimits>,
+    /// Every request, per identity.
+    pub rate_limits: Arc<crate::rate_limit::IdentityLimiter>,
 }
 
 /// Body limits (contract section 13): single requests 64 KiB; batches and reconciliation

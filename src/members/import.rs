@@ -223,12 +223,11 @@ pub fn import(
     }
     report.rejected.sort_by_key(|r| r.line);
     write_tx(conn, |conn| {
-        crate::audit::record(
+        crate::audit::record_admin(
             conn,
-            &crate::audit::admin_actor(),
             "members.import",
             "members",
-            &serde_json::json!({
+            serde_json::json!({
                 "created": report.created,
                 "updated": report.updated,
                 "unchanged": report.unchanged,

@@ -28,19 +28,23 @@ struct Window {
     requests: u32,
     day: Option<NaiveDate>,
     members: HashSet<i64>,
+    not_found_minute: i64,
+    not_found: u32,
 }
 
 pub struct VerifyLimits {
     requests_per_minute: u32,
     members_per_day: u32,
+    not_found_burst: u32,
     windows: Mutex<HashMap<String, Window>>,
 }
 
 impl VerifyLimits {
-    pub fn new(requests_per_minute: u32, members_per_day: u32) -> Self {
+    pub fn new(requests_per_minute: u32, members_per_day: u32, not_found_burst: u32) -> Self {
         VerifyLimits {
             requests_per_minute,
             members_per_day,
+            not_found_burst,
             windows: Mutex::new(HashMap::new()),
         }
     }
@@ -67,6 +71,21 @@ impl VerifyLimits {
             }
             w.requests += 1;
             Ok(())
+        })
+    }
+
+    /// Counts a verify that found no member. True exactly once per minute and partner: when
+    /// the count reaches the burst threshold (the caller records a metric and a warning).
+    pub fn not_found(&self, partner: &str, now_unix_s: i64) -> bool {
+        let minute = now_unix_s.div_euclid(60);
+        let burst = self.not_found_burst;
+        self.with_window(partner, |w| {
+            if w.not_found_minute != minute {
+                w.not_found_minute = minute;
+                w.not_found = 0;
+            }
+            w.not_found = w.not_found.saturating_add(1);
+            w.not_found == burst
         })
     }
 
@@ -106,7 +125,7 @@ mod tests {
 
     #[test]
     fn requests_are_counted_per_partner_and_minute() {
-        let l = VerifyLimits::new(2, 10);
+        let l = VerifyLimits::new(2, 10, 20);
         assert!(l.request("A", 120).is_ok());
         assert!(l.request("A", 121).is_ok());
         assert_eq!(l.request("A", 150).unwrap_err().retry_after_s, 30);
@@ -118,10 +137,21 @@ mod tests {
     }
 
     #[test]
+    fn a_not_found_burst_is_reported_once_per_minute() {
+        let l = VerifyLimits::new(100, 10, 3);
+        assert!(!l.not_found("A", 60));
+        assert!(!l.not_found("A", 61));
+        assert!(l.not_found("A", 62), "the third 404 in a minute is a burst");
+        assert!(!l.not_found("A", 63), "reported once per minute");
+        assert!(!l.not_found("B", 63));
+        assert!(!l.not_found("A", 120), "a new minute starts afresh");
+    }
+
+    #[test]
     fn distinct_members_are_counted_per_day() {
         let d1 = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
         let d2 = d1.succ_opt().unwrap();
-        let l = VerifyLimits::new(100, 2);
+        let l = VerifyLimits::new(100, 2, 20);
         assert!(l.member("A", d1, 1, 10).is_ok());
         assert!(l.member("A", d1, 2, 10).is_ok());
         assert!(

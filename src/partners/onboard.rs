@@ -154,12 +154,11 @@ pub fn onboard(
                 created_at: now,
             },
         )?;
-        crate::audit::record(
+        crate::audit::record_admin(
             conn,
-            &crate::audit::admin_actor(),
             "partner.onboard",
             code,
-            &serde_json::json!({
+            serde_json::json!({
                 "offer_version": 1,
                 "certificate_serial": issued.serial_hex,
                 "key_id": key_id,
@@ -241,12 +240,11 @@ fn update_existing(
         new_offer_version = Some(version);
     }
     if details_changed || new_offer_version.is_some() {
-        crate::audit::record(
+        crate::audit::record_admin(
             conn,
-            &crate::audit::admin_actor(),
             "partner.update",
             code,
-            &serde_json::json!({ "details_changed": details_changed, "new_offer_version": new_offer_version }),
+            serde_json::json!({ "details_changed": details_changed, "new_offer_version": new_offer_version }),
         )?;
     }
     Ok(Outcome::Updated {

@@ -2,6 +2,7 @@
 pub mod ca;
 pub mod files;
 pub mod keys;
+pub mod p12;
 pub mod secrets;
 
 use crate::config::Settings;

@@ -42,7 +42,10 @@ pub async fn verify(
     state
         .verify_limits
         .request(partner.code.as_str(), chrono::Utc::now().timestamp())
-        .map_err(rate_limited)?;
+        .map_err(|limited| {
+            metrics::record_rate_limited(partner.code.as_str(), "verify_per_minute");
+            rate_limited(limited)
+        })?;
     let code = partner.code.clone();
     let st = state.clone();
     let result = blocking(&state, move || {
@@ -57,8 +60,19 @@ pub async fn verify(
             st.settings.timezone,
         )
         .map_err(|e| {
-            if matches!(e, VerifyError::MemberNotFound) {
-                metrics::record_member_not_found(code.as_str());
+            match &e {
+                VerifyError::MemberNotFound => {
+                    metrics::record_member_not_found(code.as_str());
+                    let now = chrono::Utc::now().timestamp();
+                    if st.verify_limits.not_found(code.as_str(), now) {
+                        metrics::record_member_not_found_burst(code.as_str());
+                        tracing::warn!(partner.code = %code, "burst of verify 404s (card-number guessing?)");
+                    }
+                }
+                VerifyError::RateLimited(_) => {
+                    metrics::record_rate_limited(code.as_str(), "verify_members_per_day");
+                }
+                _ => {}
             }
             Problem::from(e)
         })

@@ -1,3 +1,4 @@
+pub mod finance;
 pub mod keys;
 pub mod members;
 pub mod ops;

@@ -61,9 +61,25 @@ pub enum Command {
     Serve,
     /// Print the effective configuration, secrets redacted.
     Config,
-    /// Check the audit log's hash chain.
+    /// Partners: list, show, suspend, reactivate, rotate-key, renew-cert.
+    #[command(subcommand)]
+    Partner(lifecycle::PartnerCommand),
+    /// Certificates: revoke one by serial (registry at once, CRL for new handshakes).
+    #[command(subcommand)]
+    Cert(lifecycle::CertCommand),
+    /// Finance staff: add, remove, list.
+    #[command(subcommand)]
+    Finance(lifecycle::FinanceCommand),
+    /// The audit log of admin and finance actions: verify its hash chain, list it.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Same as `audit verify`.
+    #[command(hide = true)]
     VerifyAuditLog,
 }
+
+mod audit;
+mod lifecycle;
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
@@ -119,20 +135,11 @@ pub fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        Command::VerifyAuditLog => {
-            let mut conn = match connect(&settings) {
-                Ok(c) => c,
-                Err(e) => return fail(e),
-            };
-            match crate::audit::verify_chain(&mut conn) {
-                Ok(None) => {
-                    println!("audit log: chain intact");
-                    ExitCode::SUCCESS
-                }
-                Ok(Some(id)) => fail(format!("audit log: entry {id} does not match the chain")),
-                Err(e) => fail(e),
-            }
-        }
+        Command::Partner(cmd) => lifecycle::partner(&settings, cmd),
+        Command::Cert(cmd) => lifecycle::cert(&settings, cmd),
+        Command::Finance(cmd) => lifecycle::finance(&settings, cmd),
+        Command::Audit(cmd) => audit::run(&settings, cmd),
+        Command::VerifyAuditLog => audit::run(&settings, audit::AuditCommand::Verify),
     }
 }
 

@@ -1,0 +1,2 @@
+ALTER TABLE certificates DROP COLUMN revocation_reason;
+DROP TABLE finance_users;
