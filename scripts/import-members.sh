@@ -3,4 +3,4 @@
 # Usage: scripts/import-members.sh FILE.csv [--report FILE]   exit 0 all, 3 some rejected, 2 unusable
 # Honours ALLIANCE_* variables (see README "Configuration").
 source "$(dirname "$0")/lib.sh"
-exec "$(alliance_bin)" import-members "$@"
+run_cli "scripts/import-members.sh FILE.csv [--report FILE]" import-members -- "$@"

@@ -3,4 +3,4 @@
 # Usage: scripts/init-alliance.sh [--name NAME] [--force]
 # Honours ALLIANCE_* variables (see README "Configuration").
 source "$(dirname "$0")/lib.sh"
-exec "$(alliance_bin)" init "$@"
+run_cli "scripts/init-alliance.sh [--name NAME] [--force]" init -- "$@"

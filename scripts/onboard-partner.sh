@@ -3,4 +3,4 @@
 # Usage: scripts/onboard-partner.sh partner-specs/<CODE>.toml [--public-key FILE | --csr FILE]
 # Honours ALLIANCE_* variables (see README "Configuration").
 source "$(dirname "$0")/lib.sh"
-exec "$(alliance_bin)" onboard-partner "$@"
+run_cli "scripts/onboard-partner.sh SPEC.toml [--public-key FILE | --csr FILE]" onboard-partner -- "$@"

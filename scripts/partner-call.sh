@@ -7,6 +7,10 @@
 #   scripts/partner-call.sh demo/bundles/P-RST-001 GET /v1/keys
 # The gateway URL comes from the bundle's partner.json (override with GATEWAY_URL).
 set -euo pipefail
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+  sed -n '2,/^[^#]/p' "$0" | sed -n 's/^# \{0,1\}//p'
+  exit 0
+fi
 if [[ $# -lt 3 ]]; then
   sed -n '2,9p' "$0" >&2
   exit 2

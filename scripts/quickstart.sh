@@ -3,6 +3,10 @@
 # $ALLIANCE_HOME), onboards the sample partners in partner-specs/, imports the sample members
 # and serves. Safe to run again: an existing alliance is reused, never overwritten.
 source "$(dirname "$0")/lib.sh"
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+  sed -n '2,/^[^#]/p' "$0" | sed -n 's/^# \{0,1\}//p'
+  exit 0
+fi
 export ALLIANCE_HOME=${ALLIANCE_HOME:-$ROOT/demo}
 BIN=$(alliance_bin)
 

@@ -13,14 +13,7 @@ fn assert_success(out: &std::process::Output) {
 }
 
 fn gateway(app: &TestApp) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_alliance-gateway"));
-    cmd.env("ALLIANCE_HOME", app.home.path());
-    let url = match &app.settings.database {
-        alliance_gateway::config::DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
-        alliance_gateway::config::DatabaseUrl::Postgres(u) => u.clone(),
-    };
-    cmd.env("ALLIANCE_DATABASE_URL", url);
-    cmd
+    cli(app)
 }
 
 #[tokio::test]

@@ -470,3 +470,90 @@ pub async fn onboard_with(
     .await
     .unwrap();
 }
+
+/// The real `alliance-gateway` binary, pointed at this test's alliance.
+pub fn cli(app: &TestApp) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_alliance-gateway"));
+    cmd.env("ALLIANCE_HOME", app.home.path());
+    let url = match &app.settings.database {
+        DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+        DatabaseUrl::Postgres(u) => u.clone(),
+    };
+    cmd.env("ALLIANCE_DATABASE_URL", url);
+    cmd.env_remove("ALLIANCE_P12_PASSWORD");
+    cmd
+}
+
+/// Runs an admin command as an admin at a shell would, off the async workers; returns
+/// (exit code, stdout, stderr).
+pub async fn admin(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = cli(app);
+    cmd.args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Like `admin`, and asserts it succeeded; returns stdout.
+#[track_caller]
+pub fn assert_ok(outcome: (i32, String, String)) -> String {
+    assert_eq!(outcome.0, 0, "stdout: {}\nstderr: {}", outcome.1, outcome.2);
+    outcome.1
+}
+
+impl TestApp {
+    /// A client with explicit TLS files and signing key: for old certificates and keys that
+    /// a renewal or rotation moved aside in the bundle.
+    pub fn client_with(
+        &self,
+        dir: &Path,
+        cert: &str,
+        tls_key: &str,
+        key_id: &str,
+        signing_key: &str,
+    ) -> PartnerClient {
+        let key =
+            PrivateKey::from_pkcs8_pem(&std::fs::read_to_string(dir.join(signing_key)).unwrap())
+                .unwrap();
+        PartnerClient {
+            http: tls_client(
+                &dir.join("ca.pem"),
+                Some((&dir.join(cert), &dir.join(tls_key))),
+            ),
+            base: format!("https://127.0.0.1:{}", self.port),
+            key_id: key_id.to_owned(),
+            key: Arc::new(key),
+            app_gateway_keys: serde_json::Value::Null,
+        }
+    }
+
+    /// A client for a finance user's bundle (`bundles/finance/<NAME>/`).
+    pub fn finance(&self, name: &str) -> PartnerClient {
+        let dir = self.settings.bundles_dir().join("finance").join(name);
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("finance.json")).unwrap())
+                .unwrap();
+        self.client_with(
+            &dir,
+            "client.pem",
+            "client.key",
+            json["key_id"].as_str().unwrap(),
+            "signing.key",
+        )
+    }
+
+    /// The first (onboarding) certificate serial of a partner.
+    pub fn serials(&self, urn: &str) -> Vec<String> {
+        let mut conn = self.conn();
+        alliance_gateway::db::certificates::Certificate::for_identity(&mut conn, urn)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.serial_hex)
+            .collect()
+    }
+}

@@ -3,6 +3,7 @@
 //! `ALLIANCE_TEST_DATABASE_URL` names a server.
 mod admin;
 mod helpers;
+mod lifecycle;
 mod ops;
 mod signatures;
 mod transport;
