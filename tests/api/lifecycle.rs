@@ -420,6 +420,10 @@ async fn over_the_rate_limit_a_partner_gets_429_and_other_partners_are_not_slowe
                 && l.contains("limit=\"requests\"")),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("alliance_certificates_expiring_30d 0"),
+        "the expiry gauge is published: {metrics}"
+    );
 }
 
 #[tokio::test]
@@ -448,4 +452,57 @@ async fn certificates_close_to_expiry_are_flagged_in_the_list() {
     let table = assert_ok(admin(&app, &["partner", "list"]).await);
     let line = table.lines().find(|l| l.starts_with(RST)).unwrap();
     assert!(line.contains("EXPIRES WITHIN 30 DAYS"), "{line}");
+}
+
+#[tokio::test]
+async fn a_certificate_renewed_from_a_csr_works_with_the_partners_own_key() {
+    let app = spawn_app().await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    let csr_path = app.home.path().join("renew.csr");
+    std::fs::write(
+        &csr_path,
+        params.serialize_request(&key).unwrap().pem().unwrap(),
+    )
+    .unwrap();
+
+    let out = assert_ok(
+        admin(
+            &app,
+            &[
+                "partner",
+                "renew-cert",
+                RST,
+                "--csr",
+                csr_path.to_str().unwrap(),
+            ],
+        )
+        .await,
+    );
+    assert!(out.contains("new certificate"), "{out}");
+    let dir = app.settings.bundles_dir().join(RST);
+    assert!(
+        !dir.join("client.key").exists(),
+        "no TLS key is made for a CSR, and the old one does not linger under the new name"
+    );
+    assert_eq!(app.serials(RST_URN).len(), 2);
+    std::fs::write(dir.join("own.key"), key.serialize_pem()).unwrap();
+    let own = app.client_with(&dir, "client.pem", "own.key", "P-RST-001/k1", "signing.key");
+    assert_eq!(own.verify_card(GOLD_CARD).await.status, 200);
+
+    // A CSR that is not one is refused with one line, and nothing is registered.
+    std::fs::write(&csr_path, "not a CSR").unwrap();
+    let (code, _, err) = admin(
+        &app,
+        &[
+            "partner",
+            "renew-cert",
+            RST,
+            "--csr",
+            csr_path.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!((code, err.lines().count()), (1, 1), "{err}");
+    assert_eq!(app.serials(RST_URN).len(), 2);
 }
