@@ -20,3 +20,4 @@ pub mod rate_limit;
 pub mod signature;
 pub mod startup;
 pub mod telemetry;
+pub mod transactions;

@@ -114,6 +114,30 @@ impl Application {
                 )
                 .route("/v1/keys", web::get().to(routes::keys::jwks))
                 .route(
+                    "/v1/transactions",
+                    web::post().to(routes::transactions::record),
+                )
+                .route(
+                    "/v1/transactions",
+                    web::get().to(routes::transactions::list),
+                )
+                .route(
+                    "/v1/transactions/batch",
+                    web::post().to(routes::transactions::batch),
+                )
+                .route(
+                    "/v1/transactions/{txn_id}",
+                    web::get().to(routes::transactions::one),
+                )
+                .route(
+                    "/v1/transactions/{txn_id}/reversals",
+                    web::post().to(routes::transactions::reverse),
+                )
+                .route(
+                    "/v1/member-tokens",
+                    web::post().to(routes::transactions::issue_token),
+                )
+                .route(
                     "/v1/finance/settlements",
                     web::get().to(routes::finance::settlements),
                 )
@@ -184,7 +208,14 @@ async fn prune_nonces(pool: Pool) {
         let pool = pool.clone();
         let pruned = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
             let mut conn = pool.get()?;
-            Ok(Nonce::prune(&mut conn, chrono::Utc::now().naive_utc())?)
+            let now = chrono::Utc::now().naive_utc();
+            // Stored answers past their retention, and member tokens a day past expiry, too.
+            let answers = crate::db::idempotency_keys::StoredResponse::prune(&mut conn, now)?;
+            let tokens = crate::db::member_tokens::MemberToken::prune(
+                &mut conn,
+                now - chrono::TimeDelta::days(1),
+            )?;
+            Ok(Nonce::prune(&mut conn, now)? + answers + tokens)
         })
         .await;
         match pruned {

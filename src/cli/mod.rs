@@ -73,6 +73,9 @@ pub enum Command {
     /// The audit log of admin and finance actions: verify its hash chain, list it.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Check a partner's hash chain over its sales and reversals (exit 1 naming the first
+    /// record that does not match).
+    VerifyChain { code: String },
     /// Same as `audit verify`.
     #[command(hide = true)]
     VerifyAuditLog,
@@ -139,6 +142,7 @@ pub fn main() -> ExitCode {
         Command::Cert(cmd) => lifecycle::cert(&settings, cmd),
         Command::Finance(cmd) => lifecycle::finance(&settings, cmd),
         Command::Audit(cmd) => audit::run(&settings, cmd),
+        Command::VerifyChain { code } => verify_chain(&settings, &code),
         Command::VerifyAuditLog => audit::run(&settings, audit::AuditCommand::Verify),
     }
 }
@@ -335,6 +339,27 @@ fn import_members(
             eprintln!("error: {}: {message}; nothing was imported", file.display());
             ExitCode::from(2)
         }
+        Err(e) => fail(e),
+    }
+}
+
+fn verify_chain(settings: &Settings, code: &str) -> ExitCode {
+    let code = match crate::domain::PartnerCode::parse(code) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let mut conn = match connect(settings) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    match crate::transactions::chain::verify(&mut conn, code.as_str()) {
+        Ok(crate::transactions::chain::ChainCheck::Intact { records, head }) => {
+            println!("partner {code}: chain intact ({records} records, head {head})");
+            ExitCode::SUCCESS
+        }
+        Ok(crate::transactions::chain::ChainCheck::Broken { seq, reason }) => fail(format!(
+            "partner {code}: chain broken at seq {seq}: {reason}"
+        )),
         Err(e) => fail(e),
     }
 }

@@ -2,18 +2,24 @@
 //! Backend-specific SQL stays in this module.
 pub mod alliance;
 pub mod audit_log;
+pub mod business_days;
 pub mod certificates;
 pub mod executor;
 pub mod finance_users;
 pub mod gateway_keys;
+pub mod idempotency_keys;
 pub mod ledger;
 pub mod member_refs;
+pub mod member_tokens;
 pub mod members;
 pub mod nonces;
 pub mod offer_versions;
+pub mod partner_chains;
 pub mod partners;
+pub mod reversals;
 pub mod schema;
 pub mod signing_keys;
+pub mod transactions;
 
 use crate::config::DatabaseUrl;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -223,6 +229,41 @@ use diesel::RunQueryDsl;
 /// Well-known advisory lock keys.
 pub mod locks {
     pub const AUDIT_LOG: i64 = 0x414c_4c49_0001;
+    /// Held shared by every booking and exclusively by the closing of a day, so a record is
+    /// never booked into a day while it closes.
+    pub const BOOKING: i64 = 0x414c_4c49_0002;
+
+    /// One lock per partner's hash chain.
+    pub fn partner_chain(partner: &str) -> i64 {
+        keyed(0x0003, partner.as_bytes())
+    }
+
+    /// One lock per member's points balance.
+    pub fn member(member_id: i64) -> i64 {
+        keyed(0x0004, &member_id.to_be_bytes())
+    }
+
+    /// One lock per (partner, Idempotency-Key), so a repeat waits for the first.
+    pub fn idempotency(partner: &str, key: &str) -> i64 {
+        keyed(0x0005, format!("{partner}\0{key}").as_bytes())
+    }
+
+    /// A 64-bit key: the kind in the top 16 bits, 48 bits of SHA-256 of the name below.
+    fn keyed(kind: i64, name: &[u8]) -> i64 {
+        let d = ring::digest::digest(&ring::digest::SHA256, name);
+        let mut low = [0u8; 8];
+        low[2..].copy_from_slice(&d.as_ref()[..6]);
+        (kind << 48) | i64::from_be_bytes(low)
+    }
+}
+
+/// A shared advisory lock for this transaction (PostgreSQL); SQLite's single writer already
+/// serialises. Several holders at once, none while an exclusive holder has it.
+pub fn serialise_shared(conn: &mut DbConn, lock_key: i64) -> Result<(), diesel::result::Error> {
+    if let DbConn::Postgres(c) = conn {
+        diesel::sql_query(format!("SELECT pg_advisory_xact_lock_shared({lock_key})")).execute(c)?;
+    }
+    Ok(())
 }
 
 /// The current UTC time truncated to microseconds, so values read back compare equal on both backends.

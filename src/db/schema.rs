@@ -141,6 +141,96 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    business_days (business_date) {
+        business_date -> Date,
+        status -> Text,
+        closed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    transactions (txn_id) {
+        txn_id -> Text,
+        partner_code -> Text,
+        partner_txn_id -> Text,
+        member_id -> BigInt,
+        member_ref -> Text,
+        store_id -> Text,
+        occurred_at -> Timestamp,
+        business_date -> Date,
+        late -> Bool,
+        gross_fen -> BigInt,
+        discount_fen -> BigInt,
+        redeem_points -> BigInt,
+        redeem_value_fen -> BigInt,
+        paid_fen -> BigInt,
+        points_earned -> BigInt,
+        points_balance -> BigInt,
+        offer_version -> BigInt,
+        request_digest -> Text,
+        seq -> BigInt,
+        line_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    reversals (reversal_id) {
+        reversal_id -> Text,
+        txn_id -> Text,
+        partner_code -> Text,
+        partner_reversal_id -> Text,
+        reason -> Text,
+        occurred_at -> Timestamp,
+        business_date -> Date,
+        late -> Bool,
+        gross_fen -> BigInt,
+        discount_fen -> BigInt,
+        redeem_points -> BigInt,
+        redeem_value_fen -> BigInt,
+        points_clawed_back -> BigInt,
+        points_balance -> BigInt,
+        request_digest -> Text,
+        seq -> BigInt,
+        line_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    partner_chains (partner_code) {
+        partner_code -> Text,
+        seq -> BigInt,
+        line_hash -> Text,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (partner_code, idempotency_key) {
+        partner_code -> Text,
+        idempotency_key -> Text,
+        request_sha256 -> Text,
+        response_status -> Integer,
+        response_body -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    member_tokens (member_id, token_sha256) {
+        member_id -> BigInt,
+        token_sha256 -> Text,
+        issuer -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        used_by_txn -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(reversals -> transactions (txn_id));
 diesel::joinable!(offer_versions -> partners (partner_code));
 diesel::joinable!(member_refs -> members (member_id));
 diesel::joinable!(ledger_entries -> ledger_journals (journal_id));
@@ -159,4 +249,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     gateway_keys,
     audit_log,
     finance_users,
+    business_days,
+    transactions,
+    reversals,
+    partner_chains,
+    idempotency_keys,
+    member_tokens,
 );

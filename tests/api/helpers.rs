@@ -557,3 +557,69 @@ impl TestApp {
             .collect()
     }
 }
+
+impl PartnerClient {
+    /// A signed request carrying an Idempotency-Key (covered by the signature).
+    pub fn sign_idem(&self, method: &str, target: &str, body: &[u8], key: &str) -> Outgoing {
+        let digest = content_digest(body);
+        let nonce = nonce();
+        let h = sign_request(
+            &self.key,
+            &RequestToSign {
+                method,
+                path: target,
+                query: None,
+                content_type: Some("application/json"),
+                content_digest: Some(&digest),
+                idempotency_key: Some(key),
+                key_id: &self.key_id,
+                created: chrono::Utc::now().timestamp(),
+                nonce: &nonce,
+            },
+        )
+        .unwrap();
+        Outgoing {
+            method: method.to_owned(),
+            target: target.to_owned(),
+            body: body.to_vec(),
+            headers: vec![
+                ("Signature-Input".to_owned(), h.signature_input),
+                ("Signature".to_owned(), h.signature),
+                ("Content-Type".to_owned(), "application/json".to_owned()),
+                ("Content-Digest".to_owned(), digest),
+                ("Idempotency-Key".to_owned(), key.to_owned()),
+            ],
+        }
+    }
+
+    /// POST a JSON body with an Idempotency-Key.
+    pub async fn post_idem(&self, target: &str, body: &serde_json::Value, key: &str) -> Response {
+        let bytes = serde_json::to_vec(body).unwrap();
+        self.send(&self.sign_idem("POST", target, &bytes, key))
+            .await
+    }
+
+    pub async fn get(&self, target: &str) -> Response {
+        self.send(&self.sign("GET", target, None)).await
+    }
+}
+
+/// A fresh idempotency key.
+pub fn idem() -> String {
+    format!("k-{}", uuid::Uuid::new_v4().simple())
+}
+
+impl TestApp {
+    /// The sum of every ledger entry (zero unless the ledger is broken) and a member's balance.
+    pub fn ledger_total(&self) -> i64 {
+        alliance_gateway::db::ledger::Ledger::total(&mut self.conn()).unwrap()
+    }
+
+    pub fn balance_of_card(&self, card: &str) -> i64 {
+        let mut conn = self.conn();
+        let m = alliance_gateway::db::members::Member::find_by_card(&mut conn, card)
+            .unwrap()
+            .unwrap();
+        alliance_gateway::db::ledger::Ledger::balance(&mut conn, m.id).unwrap()
+    }
+}

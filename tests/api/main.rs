@@ -6,5 +6,6 @@ mod helpers;
 mod lifecycle;
 mod ops;
 mod signatures;
+mod transactions;
 mod transport;
 mod verify;

@@ -1,0 +1,54 @@
+use super::schema::reversals;
+use super::DbConn;
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+
+/// A recorded (partial or full) reversal of a sale. Append-only.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = reversals)]
+pub struct Reversal {
+    pub reversal_id: String,
+    pub txn_id: String,
+    pub partner_code: String,
+    pub partner_reversal_id: String,
+    pub reason: String,
+    pub occurred_at: NaiveDateTime,
+    pub business_date: NaiveDate,
+    pub late: bool,
+    pub gross_fen: i64,
+    pub discount_fen: i64,
+    pub redeem_points: i64,
+    pub redeem_value_fen: i64,
+    pub points_clawed_back: i64,
+    pub points_balance: i64,
+    pub request_digest: String,
+    pub seq: i64,
+    pub line_hash: String,
+    pub created_at: NaiveDateTime,
+}
+
+impl Reversal {
+    pub fn insert(conn: &mut DbConn, r: &Reversal) -> QueryResult<()> {
+        diesel::insert_into(reversals::table)
+            .values(r)
+            .execute(conn)
+            .map(|_| ())
+    }
+
+    /// The reversals of one sale, oldest first.
+    pub fn of(conn: &mut DbConn, txn_id: &str) -> QueryResult<Vec<Reversal>> {
+        reversals::table
+            .filter(reversals::txn_id.eq(txn_id))
+            .order(reversals::seq.asc())
+            .select(Reversal::as_select())
+            .load(conn)
+    }
+
+    pub fn chain_of(conn: &mut DbConn, partner: &str) -> QueryResult<Vec<Reversal>> {
+        reversals::table
+            .filter(reversals::partner_code.eq(partner))
+            .order(reversals::seq.asc())
+            .select(Reversal::as_select())
+            .load(conn)
+    }
+}

@@ -1,0 +1,97 @@
+use super::schema::transactions;
+use super::DbConn;
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+
+/// A recorded sale. Append-only: triggers refuse UPDATE and DELETE.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = transactions)]
+pub struct Transaction {
+    pub txn_id: String,
+    pub partner_code: String,
+    pub partner_txn_id: String,
+    pub member_id: i64,
+    pub member_ref: String,
+    pub store_id: String,
+    pub occurred_at: NaiveDateTime,
+    pub business_date: NaiveDate,
+    pub late: bool,
+    pub gross_fen: i64,
+    pub discount_fen: i64,
+    pub redeem_points: i64,
+    pub redeem_value_fen: i64,
+    pub paid_fen: i64,
+    pub points_earned: i64,
+    pub points_balance: i64,
+    pub offer_version: i64,
+    pub request_digest: String,
+    pub seq: i64,
+    pub line_hash: String,
+    pub created_at: NaiveDateTime,
+}
+
+impl Transaction {
+    pub fn insert(conn: &mut DbConn, t: &Transaction) -> QueryResult<()> {
+        diesel::insert_into(transactions::table)
+            .values(t)
+            .execute(conn)
+            .map(|_| ())
+    }
+
+    /// A partner's own transaction; another partner's id is simply not found.
+    pub fn find(
+        conn: &mut DbConn,
+        partner: &str,
+        txn_id: &str,
+    ) -> QueryResult<Option<Transaction>> {
+        transactions::table
+            .filter(transactions::txn_id.eq(txn_id))
+            .filter(transactions::partner_code.eq(partner))
+            .select(Transaction::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn find_by_partner_txn_id(
+        conn: &mut DbConn,
+        partner: &str,
+        partner_txn_id: &str,
+    ) -> QueryResult<Option<Transaction>> {
+        transactions::table
+            .filter(transactions::partner_code.eq(partner))
+            .filter(transactions::partner_txn_id.eq(partner_txn_id))
+            .select(Transaction::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// One page of a partner's transactions booked on `day`, in `txn_id` order after `after`.
+    pub fn page(
+        conn: &mut DbConn,
+        partner: &str,
+        day: NaiveDate,
+        after: Option<&str>,
+        limit: i64,
+    ) -> QueryResult<Vec<Transaction>> {
+        let mut q = transactions::table
+            .filter(transactions::partner_code.eq(partner))
+            .filter(transactions::business_date.eq(day))
+            .into_boxed();
+        if let Some(after) = after {
+            q = q.filter(transactions::txn_id.gt(after.to_owned()));
+        }
+        q.order(transactions::txn_id.asc())
+            .limit(limit)
+            .select(Transaction::as_select())
+            .load(conn)
+    }
+
+    /// Every transaction of a partner in chain order (for `verify-chain`).
+    pub fn chain_of(conn: &mut DbConn, partner: &str) -> QueryResult<Vec<Transaction>> {
+        transactions::table
+            .filter(transactions::partner_code.eq(partner))
+            .order(transactions::seq.asc())
+            .select(Transaction::as_select())
+            .load(conn)
+    }
+}

@@ -1,0 +1,274 @@
+//! Thin handlers for the transaction endpoints: parse, run the use case on the database
+//! threads, answer. The use cases live in `crate::transactions`.
+use super::blocking;
+use crate::http::extract::PartnerCaller;
+use crate::http::problem::{json_error, Problem};
+use crate::http::AppState;
+use crate::transactions::idempotency::{self, Answer, Key};
+use crate::transactions::input::{parse_idempotency_key, ReversalRequest, SaleRequest};
+use crate::transactions::reversal::Original;
+use crate::transactions::tokens::TokenRequest;
+use crate::transactions::{batch, read, reversal, sale, tokens, Ctx, TxnError};
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::TimeDelta;
+use serde_json::json;
+
+impl From<TxnError> for Problem {
+    fn from(e: TxnError) -> Self {
+        let detail = e.to_string();
+        match e {
+            TxnError::Validation(errors) => {
+                Problem::validation(serde_json::to_value(errors).unwrap_or_default())
+            }
+            TxnError::Malformed(m) => Problem::new(400, "malformed-request", m),
+            TxnError::MemberNotFound => Problem::new(404, "member-not-found", detail),
+            TxnError::MemberInactive(_) => Problem::new(422, "member-inactive", detail),
+            TxnError::MemberAuthenticationRequired(_) => {
+                Problem::new(422, "member-authentication-required", detail)
+            }
+            TxnError::OfferRuleViolation(_) => Problem::new(422, "offer-rule-violation", detail),
+            TxnError::InsufficientPoints { .. } => Problem::new(422, "insufficient-points", detail),
+            TxnError::DuplicatePartnerTxnId { txn_id } => {
+                Problem::new(409, "duplicate-partner-txn-id", detail).with("txn_id", json!(txn_id))
+            }
+            TxnError::DuplicatePartnerReversalId { reversal_id } => {
+                Problem::new(409, "duplicate-partner-reversal-id", detail)
+                    .with("reversal_id", json!(reversal_id))
+            }
+            TxnError::IdempotencyKeyReused => Problem::new(422, "idempotency-key-reused", detail),
+            TxnError::IdempotencyKeyInFlight => {
+                let mut p = Problem::new(409, "idempotency-key-in-flight", detail);
+                p.retry_after_s = Some(1);
+                p
+            }
+            TxnError::TransactionNotFound => Problem::new(404, "transaction-not-found", detail),
+            TxnError::ReversalExceedsOriginal { remaining_fen } => {
+                Problem::new(422, "reversal-exceeds-original", detail)
+                    .with("remaining_fen", json!(remaining_fen))
+            }
+            TxnError::Forbidden(_) => Problem::new(403, "forbidden", detail),
+            TxnError::Db(cause) => Problem::internal(&cause),
+        }
+    }
+}
+
+/// The body as JSON of type `T`, with actix's JSON errors as problems. The raw bytes are kept
+/// by the caller: idempotency compares them byte for byte.
+fn parse_json<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<T, Problem> {
+    let json = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(json_error(actix_web::error::JsonPayloadError::ContentType));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| json_error(actix_web::error::JsonPayloadError::Deserialize(e)))
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<String, Problem> {
+    let header = req
+        .headers()
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    parse_idempotency_key(header).map_err(Problem::from)
+}
+
+fn answer(a: Answer) -> HttpResponse {
+    let status =
+        actix_web::http::StatusCode::from_u16(a.status).unwrap_or(actix_web::http::StatusCode::OK);
+    let mut res = HttpResponse::build(status);
+    if a.replayed {
+        res.insert_header(("idempotent-replayed", "true"));
+    }
+    res.content_type("application/json").body(a.body)
+}
+
+/// `POST /v1/transactions`
+pub async fn record(
+    state: web::Data<AppState>,
+    partner: PartnerCaller,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Problem> {
+    let key = idempotency_key(&req)?;
+    let request: SaleRequest = parse_json(&req, &body)?;
+    let now = chrono::Utc::now();
+    let s = &state.settings;
+    let sale = request
+        .parse(now, s.max_backdate_days, s.max_txn_fen)
+        .map_err(Problem::from)?;
+    let request_sha256 = idempotency::sha256_hex(&body);
+    let digest = partner.caller.content_digest.clone().unwrap_or_default();
+    let st = state.clone();
+    let answer_ = blocking(&state, move || {
+        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
+        let ctx = Ctx {
+            settings: &st.settings,
+            keys: &st.member_keys,
+            partner: &partner.code,
+            now,
+        };
+        let idem = Key {
+            partner: partner.code.as_str(),
+            key: &key,
+            request_sha256: &request_sha256,
+            retention: TimeDelta::hours(i64::from(st.settings.idempotency_retention_hours)),
+        };
+        idempotency::once(&mut conn, &idem, now.naive_utc(), |conn| {
+            let receipt = sale::record(conn, &ctx, &sale, &digest)?;
+            Ok((201, batch::to_json(&receipt)?))
+        })
+        .map_err(Problem::from)
+    })
+    .await?;
+    Ok(answer(answer_))
+}
+
+/// `POST /v1/transactions/{txn_id}/reversals`
+pub async fn reverse(
+    state: web::Data<AppState>,
+    partner: PartnerCaller,
+    path: web::Path<String>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Problem> {
+    let txn_id = path.into_inner();
+    let key = idempotency_key(&req)?;
+    let request: ReversalRequest = parse_json(&req, &body)?;
+    let now = chrono::Utc::now();
+    let s = &state.settings;
+    let input = request
+        .parse(now, s.max_backdate_days, s.max_txn_fen)
+        .map_err(Problem::from)?;
+    let request_sha256 = idempotency::sha256_hex(&body);
+    let digest = partner.caller.content_digest.clone().unwrap_or_default();
+    let st = state.clone();
+    let answer_ = blocking(&state, move || {
+        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
+        let ctx = Ctx {
+            settings: &st.settings,
+            keys: &st.member_keys,
+            partner: &partner.code,
+            now,
+        };
+        let idem = Key {
+            partner: partner.code.as_str(),
+            key: &key,
+            request_sha256: &request_sha256,
+            retention: TimeDelta::hours(i64::from(st.settings.idempotency_retention_hours)),
+        };
+        idempotency::once(&mut conn, &idem, now.naive_utc(), |conn| {
+            let receipt = reversal::record(conn, &ctx, Original::TxnId(&txn_id), &input, &digest)?;
+            Ok((201, batch::to_json(&receipt)?))
+        })
+        .map_err(Problem::from)
+    })
+    .await?;
+    Ok(answer(answer_))
+}
+
+/// `POST /v1/transactions/batch`
+pub async fn batch(
+    state: web::Data<AppState>,
+    partner: PartnerCaller,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Problem> {
+    let value: serde_json::Value = parse_json(&req, &body)?;
+    let items = batch::items(value).map_err(Problem::from)?;
+    let now = chrono::Utc::now();
+    let st = state.clone();
+    let outcomes = blocking(&state, move || {
+        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
+        let ctx = Ctx {
+            settings: &st.settings,
+            keys: &st.member_keys,
+            partner: &partner.code,
+            now,
+        };
+        Ok(batch::run(&mut conn, &ctx, items))
+    })
+    .await?;
+    let results: Vec<serde_json::Value> = outcomes
+        .into_iter()
+        .map(|o| match o.result {
+            Ok(a) => json!({
+                "index": o.index,
+                "status": a.status,
+                "body": serde_json::from_str::<serde_json::Value>(&a.body).unwrap_or_default(),
+            }),
+            Err(e) => {
+                let p = Problem::from(e);
+                let mut body = p.body("");
+                if let Some(map) = body.as_object_mut() {
+                    map.remove("request_id");
+                }
+                json!({ "index": o.index, "status": p.status.as_u16(), "body": body })
+            }
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "results": results })))
+}
+
+/// `GET /v1/transactions/{txn_id}`
+pub async fn one(
+    state: web::Data<AppState>,
+    partner: PartnerCaller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let txn_id = path.into_inner();
+    let st = state.clone();
+    let view = blocking(&state, move || {
+        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
+        read::one(&mut conn, partner.code.as_str(), &txn_id).map_err(Problem::from)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// `GET /v1/transactions?business_date=&cursor=&limit=`
+pub async fn list(
+    state: web::Data<AppState>,
+    partner: PartnerCaller,
+    req: HttpRequest,
+) -> Result<HttpResponse, Problem> {
+    let query = read::ListQuery::parse(req.query_string()).map_err(Problem::from)?;
+    let st = state.clone();
+    let page = blocking(&state, move || {
+        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
+        read::page(&mut conn, partner.code.as_str(), &query).map_err(Problem::from)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// `POST /v1/member-tokens`
+pub async fn issue_token(
+    state: web::Data<AppState>,
+    partner: PartnerCaller,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Problem> {
+    let request: TokenRequest = parse_json(&req, &body)?;
+    let now = chrono::Utc::now();
+    let st = state.clone();
+    let issued = blocking(&state, move || {
+        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
+        let ctx = Ctx {
+            settings: &st.settings,
+            keys: &st.member_keys,
+            partner: &partner.code,
+            now,
+        };
+        tokens::issue(&mut conn, &ctx, request).map_err(Problem::from)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(issued))
+}

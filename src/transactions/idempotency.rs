@@ -1,0 +1,109 @@
+//! Exactly once (contract sections 5 and 13): a successful answer is stored under the
+//! partner's Idempotency-Key in the same transaction as the change it describes. A repeat with
+//! a byte-identical body gets the stored answer; another body gets `idempotency-key-reused`.
+//!
+//! A repeat that arrives while the first is still running waits for it (up to
+//! [`IN_FLIGHT_WAIT_MS`]) and then replays its answer, so a till that retries quickly still
+//! gets one transaction and identical answers; past the wait it gets
+//! `idempotency-key-in-flight`. On SQLite the single writer already orders them; on
+//! PostgreSQL a per-key advisory lock does.
+use super::TxnError;
+use crate::db::idempotency_keys::StoredResponse;
+use crate::db::{locks, write_tx, DbConn};
+use chrono::{NaiveDateTime, TimeDelta};
+
+/// How long a repeat waits for the first request under its key.
+pub const IN_FLIGHT_WAIT_MS: u64 = 2_000;
+
+/// A stored or fresh answer: status and the exact body bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    /// True when this is the stored answer of an earlier request.
+    pub replayed: bool,
+}
+
+/// Where an idempotent request is stored.
+pub struct Key<'a> {
+    pub partner: &'a str,
+    pub key: &'a str,
+    /// SHA-256 (hex) of the request body as received (of the canonical item, for batch items).
+    pub request_sha256: &'a str,
+    pub retention: TimeDelta,
+}
+
+/// Takes the per-key lock on PostgreSQL, waiting at most `IN_FLIGHT_WAIT_MS`.
+fn lock_key(conn: &mut DbConn, partner: &str, key: &str) -> Result<(), TxnError> {
+    let DbConn::Postgres(pg) = conn else {
+        return Ok(());
+    };
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Got {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        locked: bool,
+    }
+    let lock = locks::idempotency(partner, key);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(IN_FLIGHT_WAIT_MS);
+    loop {
+        let got: Got = diesel::sql_query(format!(
+            "SELECT pg_try_advisory_xact_lock({lock}) AS locked"
+        ))
+        .get_result(pg)?;
+        if got.locked {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(TxnError::IdempotencyKeyInFlight);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Runs `work` once per key, in one write transaction with the stored answer: a failed
+/// `work` stores nothing and changes nothing.
+pub fn once(
+    conn: &mut DbConn,
+    key: &Key<'_>,
+    now: NaiveDateTime,
+    work: impl FnOnce(&mut DbConn) -> Result<(u16, String), TxnError>,
+) -> Result<Answer, TxnError> {
+    write_tx(conn, |conn| {
+        lock_key(conn, key.partner, key.key)?;
+        if let Some(stored) = StoredResponse::find(conn, key.partner, key.key, now)? {
+            if stored.request_sha256 != key.request_sha256 {
+                return Err(TxnError::IdempotencyKeyReused);
+            }
+            return Ok(Answer {
+                status: u16::try_from(stored.response_status).unwrap_or(200),
+                body: stored.response_body,
+                replayed: true,
+            });
+        }
+        let (status, body) = work(conn)?;
+        if (200..300).contains(&status) {
+            StoredResponse::store(
+                conn,
+                &StoredResponse {
+                    partner_code: key.partner.to_owned(),
+                    idempotency_key: key.key.to_owned(),
+                    request_sha256: key.request_sha256.to_owned(),
+                    response_status: i32::from(status),
+                    response_body: body.clone(),
+                    created_at: now,
+                    expires_at: now + key.retention,
+                },
+            )?;
+        }
+        Ok(Answer {
+            status,
+            body,
+            replayed: false,
+        })
+    })
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}

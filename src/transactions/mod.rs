@@ -1,0 +1,103 @@
+//! Cross-merchant transactions on the points ledger (contract sections 5, 7, 8 and 13): sales,
+//! reversals, member tokens, idempotency, the per-partner hash chain and the reads. The
+//! gateway is the authority: it judges every amount against the offer in force, computes the
+//! points itself, and records each sale once however often a till retries.
+//!
+//! Framework-free: the HTTP edge parses bodies into the request types here and maps
+//! [`TxnError`] to problems.
+pub mod arithmetic;
+pub mod batch;
+pub mod chain;
+pub mod idempotency;
+pub mod input;
+pub mod read;
+pub mod reversal;
+pub mod sale;
+pub mod tokens;
+
+use crate::config::Settings;
+use crate::db::DbError;
+use crate::domain::PartnerCode;
+use crate::members::verify::FieldError;
+use crate::pki::secrets::MemberKeys;
+use chrono::{DateTime, Utc};
+
+/// What a use case needs besides the database connection.
+pub struct Ctx<'a> {
+    pub settings: &'a Settings,
+    pub keys: &'a MemberKeys,
+    pub partner: &'a PartnerCode,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TxnError {
+    #[error("the request is not valid")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    Malformed(String),
+    #[error("no member matches")]
+    MemberNotFound,
+    #[error("the member's card is {0}")]
+    MemberInactive(String),
+    #[error("{0}")]
+    MemberAuthenticationRequired(String),
+    #[error("{0}")]
+    OfferRuleViolation(String),
+    #[error("the member has {balance} points; {asked} cannot be redeemed")]
+    InsufficientPoints { balance: i64, asked: i64 },
+    #[error("partner_txn_id was already recorded")]
+    DuplicatePartnerTxnId { txn_id: String },
+    #[error("partner_reversal_id was already recorded for this transaction")]
+    DuplicatePartnerReversalId { reversal_id: String },
+    #[error("this Idempotency-Key was used with another request body")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyKeyInFlight,
+    #[error("no such transaction")]
+    TransactionNotFound,
+    #[error("the reversal would take back more than the original: {remaining_fen} fen remain reversible")]
+    ReversalExceedsOriginal { remaining_fen: i64 },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for TxnError {
+    fn from(e: diesel::result::Error) -> Self {
+        TxnError::Db(DbError::Query(e))
+    }
+}
+
+impl TxnError {
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        TxnError::Validation(vec![FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }])
+    }
+}
+
+/// A new opaque gateway id: a prefix and 26 base32 characters of randomness (130 bits).
+pub fn new_id(prefix: &str) -> Result<String, DbError> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 17];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| DbError::Invariant("no system randomness".into()))?;
+    let encoded = data_encoding::BASE32_NOPAD
+        .encode(&bytes)
+        .to_ascii_lowercase();
+    Ok(format!("{prefix}_{}", &encoded[..26]))
+}
+
+/// Ledger accounts of a partner: points its customers earned there come out of `issued`;
+/// points redeemed there go into `redeemed`.
+pub fn issued_account(partner: &str) -> String {
+    format!("partner:{partner}:issued")
+}
+
+pub fn redeemed_account(partner: &str) -> String {
+    format!("partner:{partner}:redeemed")
+}

@@ -1,0 +1,287 @@
+//! `POST /v1/transactions`: one sale, judged, computed, booked and chained in one transaction.
+use super::arithmetic::{judge_sale, SaleRefusal};
+use super::input::{MemberName, Sale};
+use super::{chain, issued_account, new_id, redeemed_account, tokens, Ctx, TxnError};
+use crate::alliance::business_day;
+use crate::db::business_days::BusinessDays;
+use crate::db::ledger::{accounts, Ledger, Posting};
+use crate::db::member_refs::{MemberRef, NewMemberRef};
+use crate::db::members::Member;
+use crate::db::offer_versions::OfferVersion;
+use crate::db::partner_chains::ChainHead;
+use crate::db::transactions::Transaction;
+use crate::db::{locks, now_utc, serialise, serialise_shared, DbConn, DbError};
+use crate::domain::{MemberStatus, Tier};
+use crate::partners::terms::{Terms, BPS_ONE};
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+/// The receipt of a sale (contract section 5).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Receipt {
+    pub txn_id: String,
+    pub partner_txn_id: String,
+    pub member_ref: String,
+    pub business_date: String,
+    pub late: bool,
+    pub gross_fen: i64,
+    pub discount_fen: i64,
+    pub redeem_points: i64,
+    pub redeem_value_fen: i64,
+    pub paid_fen: i64,
+    pub points_earned: i64,
+    pub points_balance: i64,
+    pub offer_version: i64,
+    pub request_digest: String,
+}
+
+impl From<&Transaction> for Receipt {
+    fn from(t: &Transaction) -> Self {
+        Receipt {
+            txn_id: t.txn_id.clone(),
+            partner_txn_id: t.partner_txn_id.clone(),
+            member_ref: t.member_ref.clone(),
+            business_date: t.business_date.to_string(),
+            late: t.late,
+            gross_fen: t.gross_fen,
+            discount_fen: t.discount_fen,
+            redeem_points: t.redeem_points,
+            redeem_value_fen: t.redeem_value_fen,
+            paid_fen: t.paid_fen,
+            points_earned: t.points_earned,
+            points_balance: t.points_balance,
+            offer_version: t.offer_version,
+            request_digest: t.request_digest.clone(),
+        }
+    }
+}
+
+/// The business day a record of local date `date` is booked into: its own, or the earliest
+/// open day when its own is closed (then `late`). Call inside the booking transaction, holding
+/// the shared booking lock, so a day cannot close in between.
+pub fn booking_day(conn: &mut DbConn, date: NaiveDate) -> Result<(NaiveDate, bool), DbError> {
+    serialise_shared(conn, locks::BOOKING)?;
+    match BusinessDays::last_closed(conn)? {
+        Some(closed) if date <= closed => {
+            let next = closed
+                .succ_opt()
+                .ok_or_else(|| DbError::Invariant("no day after the last closed one".into()))?;
+            Ok((next, true))
+        }
+        _ => Ok((date, false)),
+    }
+}
+
+/// Locks a member's balance for this transaction and reads it.
+pub fn lock_balance(conn: &mut DbConn, member_id: i64) -> Result<i64, DbError> {
+    serialise(conn, locks::member(member_id))?;
+    Ok(Ledger::balance(conn, member_id)?)
+}
+
+fn find_member(
+    conn: &mut DbConn,
+    ctx: &Ctx<'_>,
+    name: &MemberName,
+) -> Result<(Member, String), TxnError> {
+    let partner = ctx.partner.as_str();
+    let member = match name {
+        MemberName::Card(card) => Member::find_by_card(conn, card.as_str())?,
+        // Only refs this partner was given resolve: another partner's ref is not found.
+        MemberName::Ref(r) => match MemberRef::member_id(conn, partner, r)? {
+            Some(id) => Member::find(conn, id)?,
+            None => None,
+        },
+    }
+    .ok_or(TxnError::MemberNotFound)?;
+    let member_ref = ctx.keys.member_ref(partner, member.id);
+    if matches!(name, MemberName::Card(_))
+        && MemberRef::member_id(conn, partner, &member_ref)?.is_none()
+    {
+        MemberRef::remember(
+            conn,
+            &NewMemberRef {
+                partner_code: partner,
+                member_ref: &member_ref,
+                member_id: member.id,
+                created_at: now_utc(),
+            },
+        )?;
+    }
+    Ok((member, member_ref))
+}
+
+/// The offer version in force on `date`, with its terms.
+pub fn offer_on(
+    conn: &mut DbConn,
+    partner: &str,
+    date: NaiveDate,
+) -> Result<(OfferVersion, Terms), TxnError> {
+    let version = OfferVersion::in_force(conn, partner, date)?.ok_or_else(|| {
+        TxnError::OfferRuleViolation(format!("no offer version is in force on {date}"))
+    })?;
+    let terms = terms_of(&version)?;
+    Ok((version, terms))
+}
+
+pub fn terms_of(version: &OfferVersion) -> Result<Terms, DbError> {
+    serde_json::from_str(&version.terms_json).map_err(|e| {
+        DbError::Invariant(format!(
+            "offer {} v{}: {e}",
+            version.partner_code, version.version
+        ))
+    })
+}
+
+/// Records a sale. Runs inside the caller's write transaction (see `idempotency::once`);
+/// returns the receipt. Checks in the contract's order: member found, member active, token
+/// (when redeeming), discount, redemption share, balance.
+pub fn record(
+    conn: &mut DbConn,
+    ctx: &Ctx<'_>,
+    sale: &Sale,
+    request_digest: &str,
+) -> Result<Receipt, TxnError> {
+    let partner = ctx.partner.as_str();
+    let local = sale.occurred_at.with_timezone(&ctx.settings.timezone);
+    let local_date = local.date_naive();
+    let (business_date, late) =
+        booking_day(conn, business_day(sale.occurred_at, ctx.settings.timezone))?;
+    // The partner's chain lock also orders its own sales, so the duplicate check below and
+    // the insert cannot interleave with another instance's.
+    let head = chain::lock_head(conn, partner)?;
+
+    if let Some(existing) =
+        Transaction::find_by_partner_txn_id(conn, partner, &sale.partner_txn_id)?
+    {
+        return Err(TxnError::DuplicatePartnerTxnId {
+            txn_id: existing.txn_id,
+        });
+    }
+    let (member, member_ref) = find_member(conn, ctx, &sale.member)?;
+    let status = MemberStatus::parse(&member.status)
+        .map_err(|e| DbError::Invariant(format!("member {}: {e}", member.id)))?;
+    if status != MemberStatus::Active {
+        return Err(TxnError::MemberInactive(status.as_str().to_owned()));
+    }
+    let tier = Tier::parse(&member.tier)
+        .map_err(|e| DbError::Invariant(format!("member {}: {e}", member.id)))?;
+    let (version, terms) = offer_on(conn, partner, local_date)?;
+    let offer = &terms.offer;
+
+    let txn_id = new_id("txn")?;
+    let now = now_utc();
+    if sale.redeem_points > 0 && offer.redeem.enabled && offer.redeem.requires_member_token {
+        match &sale.member_token {
+            None => {
+                return Err(TxnError::MemberAuthenticationRequired(
+                    "a redemption needs the member_token from the member's app".into(),
+                ))
+            }
+            Some(token) => {
+                if !tokens::consume(conn, member.id, token, &txn_id, now)? {
+                    return Err(TxnError::MemberAuthenticationRequired(
+                        "the member_token is not valid for this member (expired, used or unknown)"
+                            .into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    let day_bps = offer.day_bps(local.day());
+    let birth_bps = if member.birth_month == i32::try_from(local.month()).ok() {
+        offer.birthday_month_multiplier_bps
+    } else {
+        BPS_ONE
+    };
+    let amounts = judge_sale(
+        offer,
+        tier,
+        day_bps,
+        birth_bps,
+        sale.gross_fen,
+        sale.discount_fen,
+        sale.redeem_points,
+    )
+    .map_err(|r| match r {
+        SaleRefusal::Overflow => TxnError::validation("gross_fen", r.to_string()),
+        other => TxnError::OfferRuleViolation(other.to_string()),
+    })?;
+
+    let balance = lock_balance(conn, member.id)?;
+    // A negative balance (after a clawback) blocks redemption until it is covered.
+    if amounts.redeem_points > 0 && balance < amounts.redeem_points {
+        return Err(TxnError::InsufficientPoints {
+            balance,
+            asked: amounts.redeem_points,
+        });
+    }
+    let balance_after = balance - amounts.redeem_points + amounts.points_earned;
+    // Invariant: a sale never takes a balance below zero (only a clawback may).
+    if amounts.redeem_points > 0 && balance_after < 0 {
+        return Err(
+            DbError::Invariant(format!("sale {txn_id} would make a balance negative")).into(),
+        );
+    }
+
+    let member_delta = amounts.points_earned - amounts.redeem_points;
+    let issued = issued_account(partner);
+    let redeemed = redeemed_account(partner);
+    let mut postings = vec![Posting {
+        account: accounts::MEMBER,
+        member_id: Some(member.id),
+        amount_points: member_delta,
+    }];
+    if amounts.points_earned > 0 {
+        postings.push(Posting {
+            account: &issued,
+            member_id: None,
+            amount_points: -amounts.points_earned,
+        });
+    }
+    if amounts.redeem_points > 0 {
+        postings.push(Posting {
+            account: &redeemed,
+            member_id: None,
+            amount_points: amounts.redeem_points,
+        });
+    }
+    if amounts.points_earned > 0 || amounts.redeem_points > 0 {
+        Ledger::post(conn, "sale", &txn_id, &postings, now)?;
+    }
+
+    let mut txn = Transaction {
+        txn_id: txn_id.clone(),
+        partner_code: partner.to_owned(),
+        partner_txn_id: sale.partner_txn_id.clone(),
+        member_id: member.id,
+        member_ref,
+        store_id: sale.store_id.clone(),
+        occurred_at: sale.occurred_at.naive_utc(),
+        business_date,
+        late,
+        gross_fen: amounts.gross_fen,
+        discount_fen: amounts.discount_fen,
+        redeem_points: amounts.redeem_points,
+        redeem_value_fen: amounts.redeem_value_fen,
+        paid_fen: amounts.paid_fen,
+        points_earned: amounts.points_earned,
+        points_balance: balance_after,
+        offer_version: version.version,
+        request_digest: request_digest.to_owned(),
+        seq: head.seq + 1,
+        line_hash: String::new(),
+        created_at: now,
+    };
+    txn.line_hash = chain::line_hash(&head.line_hash, &chain::sale_fields(&txn))?;
+    Transaction::insert(conn, &txn)?;
+    ChainHead::advance(
+        conn,
+        &ChainHead {
+            partner_code: partner.to_owned(),
+            seq: txn.seq,
+            line_hash: txn.line_hash.clone(),
+        },
+    )?;
+    Ok(Receipt::from(&txn))
+}
