@@ -1,6 +1,11 @@
-//! Load generator for `scripts/bench.sh`: signed `POST /v1/members/verify` requests over mTLS
-//! from a partner bundle, either on kept-alive connections or one new connection (and a full
-//! TLS handshake, resumption off) per request. Prints one JSON line of results.
+//! Load generator for `scripts/bench.sh`: signed requests over mTLS from a partner bundle,
+//! either on kept-alive connections or one new connection (and a full TLS handshake,
+//! resumption off) per request. Prints one JSON line of results.
+//!
+//! `--mode verify` (default) loads `POST /v1/members/verify`; `--mode record` loads
+//! `POST /v1/transactions`, each request with its own Idempotency-Key, partner_txn_id and
+//! member (cards `<prefix><8 digits>` from 0 to `--members`), and `--redeem-pct` of them
+//! redemptions with a member token fetched from the `--mall` bundle first (not timed).
 //!
 //! cargo run --release --example loadgen -- --bundle demo/bundles/P-RST-001 \
 //!     --url https://127.0.0.1:8443 --concurrency 64 --seconds 20 [--handshake]
@@ -20,6 +25,11 @@ struct Args {
     seconds: u64,
     handshake: bool,
     card: String,
+    record: bool,
+    mall: Option<PathBuf>,
+    members: u64,
+    card_prefix: String,
+    redeem_pct: u64,
 }
 
 fn args() -> Args {
@@ -30,6 +40,11 @@ fn args() -> Args {
         seconds: 20,
         handshake: false,
         card: "8800123456".into(),
+        record: false,
+        mall: None,
+        members: 1,
+        card_prefix: "77".into(),
+        redeem_pct: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -41,23 +56,92 @@ fn args() -> Args {
             "--seconds" => a.seconds = value().parse().expect("--seconds N"),
             "--card" => a.card = value(),
             "--handshake" => a.handshake = true,
+            "--mode" => a.record = value() == "record",
+            "--mall" => a.mall = Some(PathBuf::from(value())),
+            "--members" => a.members = value().parse().expect("--members N"),
+            "--card-prefix" => a.card_prefix = value(),
+            "--redeem-pct" => a.redeem_pct = value().parse().expect("--redeem-pct N"),
             other => panic!("unknown flag {other}"),
         }
     }
     a
 }
 
+/// A partner's signing identity from its bundle.
+struct Signer {
+    key_id: String,
+    key: PrivateKey,
+}
+
+fn signer(bundle: &std::path::Path) -> Signer {
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(bundle.join("partner.json")).expect("partner.json"),
+    )
+    .expect("partner.json");
+    Signer {
+        key_id: json["key_id"].as_str().expect("key_id").to_owned(),
+        key: PrivateKey::from_pkcs8_pem(
+            &std::fs::read_to_string(bundle.join("signing.key")).expect("signing.key"),
+        )
+        .expect("signing key"),
+    }
+}
+
+/// One signed POST; returns the status and body.
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    path: &str,
+    who: &Signer,
+    body: String,
+    nonce: &str,
+    idempotency_key: Option<&str>,
+) -> Result<(u16, bytes::Bytes), reqwest::Error> {
+    let digest = content_digest(body.as_bytes());
+    let signed = sign_request(
+        &who.key,
+        &RequestToSign {
+            method: "POST",
+            path,
+            query: None,
+            content_type: Some("application/json"),
+            content_digest: Some(&digest),
+            idempotency_key,
+            key_id: &who.key_id,
+            created: chrono::Utc::now().timestamp(),
+            nonce,
+        },
+    )
+    .expect("sign");
+    let mut req = http
+        .post(format!("{url}{path}"))
+        .header("content-type", "application/json")
+        .header("content-digest", &digest)
+        .header("signature-input", signed.signature_input)
+        .header("signature", signed.signature);
+    if let Some(k) = idempotency_key {
+        req = req.header("idempotency-key", k);
+    }
+    let res = req.body(body).send().await?;
+    let status = res.status().as_u16();
+    Ok((status, res.bytes().await?))
+}
+
 fn client(a: &Args) -> reqwest::Client {
+    client_for(a, &a.bundle)
+}
+
+fn client_for(a: &Args, bundle: &std::path::Path) -> reqwest::Client {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(a.bundle.join("ca.pem")).expect("ca.pem") {
+    for c in CertificateDer::pem_file_iter(bundle.join("ca.pem")).expect("ca.pem") {
         roots.add(c.expect("ca.pem")).expect("CA");
     }
-    let chain: Vec<_> = CertificateDer::pem_file_iter(a.bundle.join("client.pem"))
+    let chain: Vec<_> = CertificateDer::pem_file_iter(bundle.join("client.pem"))
         .expect("client.pem")
         .map(|c| c.expect("client.pem"))
         .collect();
-    let key = PrivateKeyDer::from_pem_file(a.bundle.join("client.key")).expect("client.key");
+    let key = PrivateKeyDer::from_pem_file(bundle.join("client.key")).expect("client.key");
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
@@ -81,34 +165,29 @@ fn client(a: &Args) -> reqwest::Client {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let a = args();
-    let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(a.bundle.join("partner.json")).expect("partner.json"),
-    )
-    .expect("partner.json");
-    let key_id = json["key_id"].as_str().expect("key_id").to_owned();
-    let key = Arc::new(
-        PrivateKey::from_pkcs8_pem(
-            &std::fs::read_to_string(a.bundle.join("signing.key")).expect("signing.key"),
-        )
-        .expect("signing key"),
-    );
-    let body = format!("{{\"card_no\":\"{}\"}}", a.card);
-    let digest = content_digest(body.as_bytes());
+    let me = Arc::new(signer(&a.bundle));
+    let mall = a
+        .mall
+        .as_ref()
+        .map(|b| Arc::new((signer(b), client_for(&a, b))));
+    let verify_body = format!("{{\"card_no\":\"{}\"}}", a.card);
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
     let started = Instant::now();
-    // Nonces must never repeat, across runs too: prefix them with this run's random id.
-    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    // Nonces, keys and ids must never repeat, across runs too: prefix them with a run id.
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let next_member = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let a = Arc::new(a);
     let mut tasks = Vec::new();
     for worker in 0..a.concurrency {
         // One client per worker: its own connection, so concurrency = connections.
         let http = client(&a);
-        let (key, key_id, body, digest, url, run_id) = (
-            key.clone(),
-            key_id.clone(),
-            body.clone(),
-            digest.clone(),
-            a.url.clone(),
+        let (me, mall, a, run_id, verify_body, next_member) = (
+            me.clone(),
+            mall.clone(),
+            a.clone(),
             run_id.clone(),
+            verify_body.clone(),
+            next_member.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut latencies_us: Vec<u32> = Vec::with_capacity(1 << 16);
@@ -117,45 +196,50 @@ async fn main() {
             while Instant::now() < deadline {
                 n += 1;
                 let nonce = format!("{run_id}-{worker}-{n}");
-                let signed = sign_request(
-                    &key,
-                    &RequestToSign {
-                        method: "POST",
-                        path: "/v1/members/verify",
-                        query: None,
-                        content_type: Some("application/json"),
-                        content_digest: Some(&digest),
-                        idempotency_key: None,
-                        key_id: &key_id,
-                        created: chrono::Utc::now().timestamp(),
-                        nonce: &nonce,
-                    },
-                )
-                .expect("sign");
+                let (path, body, key) = if a.record {
+                    let i = next_member.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let card = format!("{}{:08}", a.card_prefix, i % a.members.max(1));
+                    let redeem = a.redeem_pct > 0 && i % 100 < a.redeem_pct;
+                    let mut sale = serde_json::json!({
+                        "partner_txn_id": nonce,
+                        "card_no": card,
+                        "store_id": "bench",
+                        "occurred_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        "gross_fen": 10_000,
+                        "discount_fen": 0,
+                        "redeem_points": if redeem { 100 } else { 0 },
+                    });
+                    if redeem {
+                        let (mall_signer, mall_http) = &**mall.as_ref().expect("--mall for redemptions");
+                        let body = format!("{{\"card_no\":\"{card}\"}}");
+                        match post(mall_http, &a.url, "/v1/member-tokens", mall_signer, body, &format!("{nonce}-t"), None).await {
+                            Ok((201, b)) => {
+                                let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+                                sale["member_token"] = v["member_token"].clone();
+                            }
+                            other => {
+                                errors += 1;
+                                if errors <= 3 {
+                                    eprintln!("token: {other:?}");
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    ("/v1/transactions", sale.to_string(), Some(nonce.clone()))
+                } else {
+                    ("/v1/members/verify", verify_body.clone(), None)
+                };
                 let t0 = Instant::now();
-                let res = http
-                    .post(format!("{url}/v1/members/verify"))
-                    .header("content-type", "application/json")
-                    .header("content-digest", &digest)
-                    .header("signature-input", signed.signature_input)
-                    .header("signature", signed.signature)
-                    .body(body.clone())
-                    .send()
-                    .await;
-                match res {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
+                match post(&http, &a.url, path, &me, body, &nonce, key.as_deref()).await {
+                    Ok((status, _)) if (200..300).contains(&status) => {
                         latencies_us
                             .push(t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                     }
-                    Ok(r) => {
+                    Ok((status, b)) => {
                         errors += 1;
                         if errors <= 3 {
-                            eprintln!(
-                                "status {}: {}",
-                                r.status(),
-                                r.text().await.unwrap_or_default()
-                            );
+                            eprintln!("status {status}: {}", String::from_utf8_lossy(&b));
                         }
                     }
                     Err(e) => {
@@ -188,6 +272,7 @@ async fn main() {
     println!(
         "{}",
         serde_json::json!({
+            "endpoint": if a.record { "transactions" } else { "verify" },
             "mode": if a.handshake { "handshake-per-request" } else { "keep-alive" },
             "concurrency": a.concurrency,
             "seconds": elapsed,

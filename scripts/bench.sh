@@ -2,6 +2,10 @@
 # Benchmarks. `scripts/bench.sh verify` loads POST /v1/members/verify over mTLS with signed
 # requests: kept-alive connections at concurrency 1, 16 and 64 (requests/s, p50, p99), then one
 # new connection with a full TLS handshake per request (handshakes/s).
+# `scripts/bench.sh record` loads POST /v1/transactions at concurrency 8 and 32, each request
+# with its own Idempotency-Key and member, 10 % of them redemptions with member tokens
+# (BENCH_REDEEM_PCT); with BENCH_DB=postgres://… it then runs pgbench -b tpcb-like (8 clients)
+# on the same server as a reference. BENCH_DB is wiped at the start of every run.
 # The gateway (SQLite, WAL) is pinned to CPU 0 and the load generator to CPU 1, so each has one
 # core. BENCH_SECONDS (default 20) sets each run's length; BENCH_DB=postgres://… benchmarks on
 # PostgreSQL instead.
@@ -12,10 +16,11 @@ if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
 fi
 source "$(dirname "$0")/lib.sh"
 what=${1:-verify}
-[[ "$what" == verify ]] || { echo "usage: scripts/bench.sh verify" >&2; exit 2; }
+[[ "$what" == verify || "$what" == record ]] || { echo "usage: scripts/bench.sh verify|record" >&2; exit 2; }
 seconds=${BENCH_SECONDS:-20}
+# The gateway as it is in this tree (unless ALLIANCE_BIN names another), and the load generator.
+(cd "$ROOT" && cargo build --release --locked --quiet --example loadgen --bin alliance-gateway)
 BIN=$(alliance_bin)
-(cd "$ROOT" && cargo build --release --locked --quiet --example loadgen)
 LOADGEN=$ROOT/target/release/examples/loadgen
 
 home=$(mktemp -d)
@@ -25,10 +30,24 @@ export ALLIANCE_LOG_FORMAT=json RUST_LOG=${RUST_LOG:-warn}
 export ALLIANCE_VERIFY_REQUESTS_PER_MINUTE=1000000000
 # One partner is the whole load here: lift its request rate limit too.
 export ALLIANCE_RATE_LIMIT_PER_SECOND=1000000000 ALLIANCE_RATE_LIMIT_BURST=1000000000
-[[ -n "${BENCH_DB:-}" ]] && export ALLIANCE_DATABASE_URL=$BENCH_DB
+if [[ -n "${BENCH_DB:-}" ]]; then
+  # Every run starts from an empty database: BENCH_DB is wiped (its public schema dropped).
+  psql -q "$BENCH_DB" -c 'DROP SCHEMA public CASCADE; CREATE SCHEMA public' 2>/dev/null \
+    || { echo "error: cannot reset BENCH_DB (psql missing or no rights)" >&2; exit 1; }
+  export ALLIANCE_DATABASE_URL=$BENCH_DB
+fi
 "$BIN" init >/dev/null
 "$BIN" onboard-partner "$ROOT/partner-specs/P-RST-001.toml" >/dev/null
 "$BIN" import-members "$ROOT/examples/data/members.csv" >/dev/null
+if [[ "$what" == record ]]; then
+  # The mall issues the member tokens of the redemptions; every request gets its own member.
+  members=${BENCH_MEMBERS:-60000}
+  "$BIN" onboard-partner "$ROOT/partner-specs/MALL.toml" >/dev/null
+  { echo "card_no,tier,status,birth_month,opening_points,phone"
+    awk -v n="$members" 'BEGIN { for (i = 0; i < n; i++) printf "77%08d,gold,active,,5000,\n", i }'
+  } >"$home/bench-members.csv"
+  "$BIN" import-members "$home/bench-members.csv" >/dev/null
+fi
 taskset -c 0 "$BIN" serve >"$home/serve.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$home"' EXIT
@@ -36,9 +55,23 @@ for _ in $(seq 1 60); do curl -fsS "http://$ALLIANCE_OPS_LISTEN/readyz" >/dev/nu
 
 url=https://127.0.0.1:${ALLIANCE_LISTEN##*:}
 bundle=$home/bundles/P-RST-001
-echo "gateway: $("$BIN" --version), $(nproc) CPUs, server on CPU 0, load on CPU 1, ${seconds}s per run"
-for c in 1 16 64; do
-  taskset -c 1 "$LOADGEN" --bundle "$bundle" --url "$url" --concurrency "$c" --seconds "$seconds"
-done
-taskset -c 1 "$LOADGEN" --bundle "$bundle" --url "$url" --concurrency 16 --seconds "$seconds" --handshake
+echo "gateway: $("$BIN" --version), $(nproc) CPUs, server on CPU 0, load on CPU 1, ${seconds}s per run, database $([[ -n "${BENCH_DB:-}" ]] && echo PostgreSQL || echo SQLite)"
+if [[ "$what" == verify ]]; then
+  for c in 1 16 64; do
+    taskset -c 1 "$LOADGEN" --bundle "$bundle" --url "$url" --concurrency "$c" --seconds "$seconds"
+  done
+  taskset -c 1 "$LOADGEN" --bundle "$bundle" --url "$url" --concurrency 16 --seconds "$seconds" --handshake
+else
+  # POST /v1/transactions: distinct key and member per request, 10 % redemptions with tokens.
+  for c in 8 32; do
+    taskset -c 1 "$LOADGEN" --mode record --bundle "$bundle" --mall "$home/bundles/MALL" \
+      --members "$members" --redeem-pct "${BENCH_REDEEM_PCT:-10}" --url "$url" --concurrency "$c" --seconds "$seconds"
+  done
+  if [[ -n "${BENCH_DB:-}" ]] && command -v pgbench >/dev/null; then
+    # The reference: pgbench's TPC-B-like transactions on the same server, 8 clients.
+    pgbench -i -s 8 -q "$BENCH_DB" >/dev/null 2>&1
+    tps=$(pgbench -b tpcb-like -c 8 -j 2 -T "$seconds" "$BENCH_DB" 2>/dev/null | awk '/^tps/ { print int($3); exit }')
+    echo "{\"pgbench_tpcb_like_tps\": ${tps:-0}}"
+  fi
+fi
 echo "server peak RSS: $(grep VmHWM /proc/$pid/status | awk '{print $2, $3}')"

@@ -243,6 +243,11 @@ pub mod locks {
         keyed(0x0004, &member_id.to_be_bytes())
     }
 
+    /// One lock per partner record id (a partner_txn_id, or a sale being reversed).
+    pub fn partner_record(partner: &str, id: &str) -> i64 {
+        keyed(0x0006, format!("{partner}\0{id}").as_bytes())
+    }
+
     /// One lock per (partner, Idempotency-Key), so a repeat waits for the first.
     pub fn idempotency(partner: &str, key: &str) -> i64 {
         keyed(0x0005, format!("{partner}\0{key}").as_bytes())

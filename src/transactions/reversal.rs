@@ -10,7 +10,7 @@ use crate::db::ledger::{accounts, Ledger, Posting};
 use crate::db::partner_chains::ChainHead;
 use crate::db::reversals::Reversal;
 use crate::db::transactions::Transaction;
-use crate::db::{now_utc, DbConn, DbError};
+use crate::db::{locks, now_utc, serialise, DbConn, DbError};
 use serde::{Deserialize, Serialize};
 
 /// The receipt of a reversal (contract section 13): the amounts reversed, as positive numbers.
@@ -66,7 +66,9 @@ pub fn record(
 ) -> Result<ReversalReceipt, TxnError> {
     let partner = ctx.partner.as_str();
     let occurred_at = input.occurred_at.unwrap_or(ctx.now);
-    let head = chain::lock_head(conn, partner)?;
+    // Locks in one order everywhere: booking, record, member, chain.
+    let (business_date, late) =
+        booking_day(conn, business_day(occurred_at, ctx.settings.timezone))?;
     let txn = match original {
         Original::TxnId(id) => Transaction::find(conn, partner, id)?,
         Original::PartnerTxnId(id) => Transaction::find_by_partner_txn_id(conn, partner, id)?,
@@ -78,6 +80,9 @@ pub fn record(
             "a reversal cannot be dated before its original sale",
         ));
     }
+    // Reversals of one sale are ordered by a lock on the sale, so the cumulative sums below
+    // hold however many instances reverse it at once.
+    serialise(conn, locks::partner_record(partner, &txn.txn_id))?;
     let earlier = Reversal::of(conn, &txn.txn_id)?;
     if let Some(dup) = earlier
         .iter()
@@ -103,8 +108,6 @@ pub fn record(
         points_earned: txn.points_earned,
     };
     let back = reverse(&original_amounts, reversed_before, input.gross_fen);
-    let (business_date, late) =
-        booking_day(conn, business_day(occurred_at, ctx.settings.timezone))?;
 
     let reversal_id = new_id("rev")?;
     let now = now_utc();
@@ -136,6 +139,7 @@ pub fn record(
     if back.points_clawed_back > 0 || back.redeem_points > 0 {
         Ledger::post(conn, "reversal", &reversal_id, &postings, now)?;
     }
+    let head = chain::lock_head(conn, partner)?;
     let mut rev = Reversal {
         reversal_id,
         txn_id: txn.txn_id.clone(),

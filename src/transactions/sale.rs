@@ -146,9 +146,9 @@ pub fn record(
     let local_date = local.date_naive();
     let (business_date, late) =
         booking_day(conn, business_day(sale.occurred_at, ctx.settings.timezone))?;
-    // The partner's chain lock also orders its own sales, so the duplicate check below and
-    // the insert cannot interleave with another instance's.
-    let head = chain::lock_head(conn, partner)?;
+    // Two requests with one partner_txn_id (under different keys) are ordered by a lock on
+    // that id, so the check below and the insert cannot interleave across instances.
+    serialise(conn, locks::partner_record(partner, &sale.partner_txn_id))?;
 
     if let Some(existing) =
         Transaction::find_by_partner_txn_id(conn, partner, &sale.partner_txn_id)?
@@ -250,6 +250,9 @@ pub fn record(
         Ledger::post(conn, "sale", &txn_id, &postings, now)?;
     }
 
+    // The chain lock is taken last and held only for the insert and the commit: it
+    // serialises all of a partner's bookings, so everything else happens outside it.
+    let head = chain::lock_head(conn, partner)?;
     let mut txn = Transaction {
         txn_id: txn_id.clone(),
         partner_code: partner.to_owned(),
