@@ -28,19 +28,18 @@ impl MemberRef {
             .optional()
     }
 
-    /// Records that `partner_code` was given `member_ref`. Idempotent: a concurrent insert of
-    /// the same row is a unique violation, which means the row is there.
+    /// Records that `partner_code` was given `member_ref`. Idempotent and safe against a
+    /// concurrent insert of the same row: `ON CONFLICT DO NOTHING` on the concrete backend (a
+    /// unique violation would abort a PostgreSQL transaction).
     pub fn remember(conn: &mut DbConn, new: &NewMemberRef<'_>) -> QueryResult<()> {
         if Self::member_id(conn, new.partner_code, new.member_ref)?.is_some() {
             return Ok(());
         }
-        match diesel::insert_into(member_refs::table)
-            .values(new)
-            .execute(conn)
-        {
-            Ok(_) => Ok(()),
-            Err(e) if super::is_unique_violation(&e) => Ok(()),
-            Err(e) => Err(e),
-        }
+        let insert = diesel::insert_into(member_refs::table).values(new);
+        match conn {
+            DbConn::Sqlite(c) => insert.on_conflict_do_nothing().execute(c)?,
+            DbConn::Postgres(c) => insert.on_conflict_do_nothing().execute(c)?,
+        };
+        Ok(())
     }
 }
