@@ -34,6 +34,14 @@ Partner bundles are in $ALLIANCE_HOME/bundles/. Make a first signed call from an
 
   GATEWAY_URL=https://localhost:$port scripts/partner-call.sh $rel_home/bundles/P-RST-001 POST /v1/members/verify '{"card_no":"8800123456"}'
 
+A redemption: the mall's member app (partner MALL, a token issuer) gets a one-time token for
+the member, and the restaurant's till sends it with a sale that spends 100 points:
+
+  GATEWAY_URL=https://localhost:$port scripts/partner-call.sh $rel_home/bundles/MALL POST /v1/member-tokens '{"card_no":"8800123456"}'
+  GATEWAY_URL=https://localhost:$port scripts/partner-call.sh $rel_home/bundles/P-RST-001 POST /v1/transactions \
+    '{"partner_txn_id":"POS1-0001","card_no":"8800123456","store_id":"store-1","occurred_at":"'"\$(date -u +%Y-%m-%dT%H:%M:%SZ)"'","gross_fen":10000,"discount_fen":1200,"redeem_points":100,"member_token":"<the token>"}' \
+    pos1-0001-attempt
+
 Stop with Ctrl-C (SIGTERM also shuts down gracefully).
 MSG
 exec "$BIN" serve

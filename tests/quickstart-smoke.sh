@@ -19,6 +19,18 @@ echo "$out" | head -n 1
 echo "$out" | grep -q '^HTTP/1.1 200' || { echo "$out"; cat "$log"; echo "FAIL: first call did not succeed" >&2; exit 1; }
 echo "$out" | grep -q '"tier":"gold"' || { echo "$out"; echo "FAIL: unexpected body" >&2; exit 1; }
 echo "$out" | grep -qi '^signature-input: sig=("@status"' || { echo "FAIL: response is not signed" >&2; exit 1; }
+# The redemption flow the quickstart prints: the mall's app gets a token, the till redeems.
+url=https://localhost:${ALLIANCE_LISTEN##*:}
+tok=$(GATEWAY_URL=$url scripts/partner-call.sh "$home/bundles/MALL" POST /v1/member-tokens '{"card_no":"8800123456"}')
+token=$(echo "$tok" | grep -o '"member_token":"[0-9]*"' | cut -d'"' -f4)
+[[ -n "$token" ]] || { echo "$tok"; echo "FAIL: no member token" >&2; exit 1; }
+sale='{"partner_txn_id":"SMOKE-1","card_no":"8800123456","store_id":"store-1","occurred_at":"'$(date -u +%Y-%m-%dT%H:%M:%SZ)'","gross_fen":10000,"discount_fen":1200,"redeem_points":100,"member_token":"'$token'"}'
+rec=$(GATEWAY_URL=$url scripts/partner-call.sh "$home/bundles/P-RST-001" POST /v1/transactions "$sale" smoke-attempt-1)
+echo "$rec" | grep -q '^HTTP/1.1 201' || { echo "$rec"; echo "FAIL: the redemption was not recorded" >&2; exit 1; }
+echo "$rec" | grep -q '"paid_fen":8700' || { echo "$rec"; echo "FAIL: unexpected receipt" >&2; exit 1; }
+again=$(GATEWAY_URL=$url scripts/partner-call.sh "$home/bundles/P-RST-001" POST /v1/transactions "$sale" smoke-attempt-1)
+[[ "$(echo "$again" | tail -n 1)" == "$(echo "$rec" | tail -n 1)" ]] || { echo "FAIL: a retry did not replay the receipt" >&2; exit 1; }
+echo "redemption with a member token: ok"
 # Stop it the way an operator would, and check it goes quietly.
 kill -TERM $pid
 wait $pid || { echo "FAIL: serve did not exit cleanly on SIGTERM" >&2; exit 1; }
