@@ -248,6 +248,7 @@ fn onboard_partner(
         Ok(Outcome::Updated {
             new_offer_version,
             details_changed,
+            changes,
         }) => {
             println!(
                 "partner {} is already onboarded; certificates and keys unchanged",
@@ -257,10 +258,15 @@ fn onboard_partner(
                 println!("  name/category/capabilities/contact updated");
             }
             match new_offer_version {
-                Some(v) => println!(
-                    "  new offer version:   {v} (effective {})",
-                    spec.effective_from
-                ),
+                Some(v) => {
+                    println!(
+                        "  new offer version:   {v} (effective {})",
+                        spec.effective_from
+                    );
+                    for c in &changes {
+                        println!("    {c}");
+                    }
+                }
                 None => println!("  offer unchanged"),
             }
             ExitCode::SUCCESS

@@ -48,6 +48,8 @@ pub enum Outcome {
     Updated {
         new_offer_version: Option<i64>,
         details_changed: bool,
+        /// What changed in the terms, one `path: old → new` per line.
+        changes: Vec<String>,
     },
 }
 
@@ -213,6 +215,7 @@ fn update_existing(
     let latest_terms: super::terms::Terms = serde_json::from_str(&latest.terms_json)
         .map_err(|e| DbError::Invariant(format!("offer {code} v{}: {e}", latest.version)))?;
     let mut new_offer_version = None;
+    let changes = diff_terms(&latest_terms, &spec.terms);
     if latest_terms != spec.terms {
         if spec.effective_from <= today {
             return Err(OnboardError::Refused(format!(
@@ -244,13 +247,53 @@ fn update_existing(
             conn,
             "partner.update",
             code,
-            serde_json::json!({ "details_changed": details_changed, "new_offer_version": new_offer_version }),
+            serde_json::json!({
+                "details_changed": details_changed,
+                "new_offer_version": new_offer_version,
+                "changes": changes,
+            }),
         )?;
     }
     Ok(Outcome::Updated {
         new_offer_version,
         details_changed,
+        changes,
     })
+}
+
+/// The differences between two versions of terms, as `path: old → new` lines.
+pub fn diff_terms(old: &super::terms::Terms, new: &super::terms::Terms) -> Vec<String> {
+    fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        use serde_json::Value::Object;
+        match (a, b) {
+            (Object(x), Object(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let null = serde_json::Value::Null;
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(
+                        &p,
+                        x.get(k).unwrap_or(&null),
+                        y.get(k).unwrap_or(&null),
+                        out,
+                    );
+                }
+            }
+            _ if a != b => out.push(format!("{path}: {a} → {b}")),
+            _ => {}
+        }
+    }
+    let (a, b) = (
+        serde_json::to_value(old).unwrap_or_default(),
+        serde_json::to_value(new).unwrap_or_default(),
+    );
+    let mut out = Vec::new();
+    walk("", &a, &b, &mut out);
+    out
 }
 
 pub fn register_certificate(conn: &mut DbConn, urn: &str, issued: &Issued) -> Result<(), DbError> {
