@@ -26,8 +26,6 @@ const NONCE_PRUNE_INTERVAL_MS: u64 = 60_000;
 const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
 const CRL_CHECK_INTERVAL_MS: u64 = 2_000;
 const REGISTRY_UPKEEP_INTERVAL_MS: u64 = 60_000;
-/// How often new sales and reversals are linked into their partner's hash chain.
-const CHAIN_LINK_INTERVAL_MS: u64 = 1_000;
 /// In-flight requests get this long to finish after SIGTERM.
 const SHUTDOWN_TIMEOUT_S: u64 = 30;
 
@@ -172,8 +170,7 @@ impl Application {
         let upkeep = vec![
             tokio::spawn(checkpoint_wal(pool.clone())),
             tokio::spawn(prune_nonces(pool.clone())),
-            tokio::spawn(registry_upkeep(pool.clone(), rate_limits)),
-            tokio::spawn(link_chains(pool)),
+            tokio::spawn(registry_upkeep(pool, rate_limits)),
             tokio::spawn(reload_crl(verifier)),
         ];
         tracing::info!(api.port = port, ops.port = ops_port, gateway.key_id = %gateway_key_id, "gateway listening");
@@ -253,29 +250,6 @@ async fn registry_upkeep(pool: Pool, rate_limits: Arc<crate::rate_limit::Identit
                 tracing::warn!(error.message = %e, "counting expiring certificates failed")
             }
             Err(e) => tracing::warn!(error.message = %e, "registry upkeep task failed"),
-        }
-    }
-}
-
-/// Links recorded sales and reversals into their partners' hash chains, about once a second.
-/// Several instances may run it at once: the partner's chain lock serialises them.
-async fn link_chains(pool: Pool) {
-    let mut tick = tokio::time::interval(Duration::from_millis(CHAIN_LINK_INTERVAL_MS));
-    loop {
-        tick.tick().await;
-        let pool = pool.clone();
-        let linked = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
-            let mut conn = pool.get()?;
-            Ok(crate::transactions::chain::link_all(&mut conn)?)
-        })
-        .await;
-        match linked {
-            Ok(Ok(n)) if n > 0 => {
-                tracing::debug!(chain.linked = n, "linked records into partner chains")
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error.message = %e, "linking partner chains failed"),
-            Err(e) => tracing::error!(error.message = %e, "chain linking task failed"),
         }
     }
 }

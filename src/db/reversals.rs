@@ -22,9 +22,8 @@ pub struct Reversal {
     pub points_clawed_back: i64,
     pub points_balance: i64,
     pub request_digest: String,
-    /// Set once by the chain linker; None until the record is linked.
-    pub seq: Option<i64>,
-    pub line_hash: Option<String>,
+    pub seq: i64,
+    pub line_hash: String,
     pub created_at: NaiveDateTime,
 }
 
@@ -40,7 +39,7 @@ impl Reversal {
     pub fn of(conn: &mut DbConn, txn_id: &str) -> QueryResult<Vec<Reversal>> {
         reversals::table
             .filter(reversals::txn_id.eq(txn_id))
-            .order((reversals::created_at.asc(), reversals::reversal_id.asc()))
+            .order(reversals::seq.asc())
             .select(Reversal::as_select())
             .load(conn)
     }
@@ -48,44 +47,8 @@ impl Reversal {
     pub fn chain_of(conn: &mut DbConn, partner: &str) -> QueryResult<Vec<Reversal>> {
         reversals::table
             .filter(reversals::partner_code.eq(partner))
-            .filter(reversals::seq.is_not_null())
             .order(reversals::seq.asc())
             .select(Reversal::as_select())
             .load(conn)
-    }
-
-    /// A partner's records not linked into its chain yet, oldest first.
-    pub fn unchained(conn: &mut DbConn, partner: &str, limit: i64) -> QueryResult<Vec<Reversal>> {
-        reversals::table
-            .filter(reversals::partner_code.eq(partner))
-            .filter(reversals::seq.is_null())
-            .order((reversals::created_at.asc(), reversals::reversal_id.asc()))
-            .limit(limit)
-            .select(Reversal::as_select())
-            .load(conn)
-    }
-
-    /// Partners with records waiting to be linked.
-    pub fn partners_with_unchained(conn: &mut DbConn) -> QueryResult<Vec<String>> {
-        reversals::table
-            .filter(reversals::seq.is_null())
-            .select(reversals::partner_code)
-            .distinct()
-            .load(conn)
-    }
-
-    /// Links the record: the only update the table allows, once.
-    pub fn link(conn: &mut DbConn, id: &str, seq: i64, line_hash: &str) -> QueryResult<()> {
-        let n = diesel::update(reversals::table.find(id).filter(reversals::seq.is_null()))
-            .set((
-                reversals::seq.eq(Some(seq)),
-                reversals::line_hash.eq(Some(line_hash)),
-            ))
-            .execute(conn)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(diesel::result::Error::NotFound)
-        }
     }
 }

@@ -25,9 +25,8 @@ pub struct Transaction {
     pub points_balance: i64,
     pub offer_version: i64,
     pub request_digest: String,
-    /// Set once by the chain linker; None until the record is linked.
-    pub seq: Option<i64>,
-    pub line_hash: Option<String>,
+    pub seq: i64,
+    pub line_hash: String,
     pub created_at: NaiveDateTime,
 }
 
@@ -91,52 +90,8 @@ impl Transaction {
     pub fn chain_of(conn: &mut DbConn, partner: &str) -> QueryResult<Vec<Transaction>> {
         transactions::table
             .filter(transactions::partner_code.eq(partner))
-            .filter(transactions::seq.is_not_null())
             .order(transactions::seq.asc())
             .select(Transaction::as_select())
             .load(conn)
-    }
-
-    /// A partner's records not linked into its chain yet, oldest first.
-    pub fn unchained(
-        conn: &mut DbConn,
-        partner: &str,
-        limit: i64,
-    ) -> QueryResult<Vec<Transaction>> {
-        transactions::table
-            .filter(transactions::partner_code.eq(partner))
-            .filter(transactions::seq.is_null())
-            .order((transactions::created_at.asc(), transactions::txn_id.asc()))
-            .limit(limit)
-            .select(Transaction::as_select())
-            .load(conn)
-    }
-
-    /// Partners with records waiting to be linked.
-    pub fn partners_with_unchained(conn: &mut DbConn) -> QueryResult<Vec<String>> {
-        transactions::table
-            .filter(transactions::seq.is_null())
-            .select(transactions::partner_code)
-            .distinct()
-            .load(conn)
-    }
-
-    /// Links the record: the only update the table allows, once.
-    pub fn link(conn: &mut DbConn, id: &str, seq: i64, line_hash: &str) -> QueryResult<()> {
-        let n = diesel::update(
-            transactions::table
-                .find(id)
-                .filter(transactions::seq.is_null()),
-        )
-        .set((
-            transactions::seq.eq(Some(seq)),
-            transactions::line_hash.eq(Some(line_hash)),
-        ))
-        .execute(conn)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(diesel::result::Error::NotFound)
-        }
     }
 }

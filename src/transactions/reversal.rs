@@ -4,12 +4,13 @@
 use super::arithmetic::{reverse, SaleAmounts};
 use super::input::ReversalInput;
 use super::sale::{booking_day, lock_balance};
-use super::{issued_account, new_id, redeemed_account, Ctx, TxnError};
+use super::{chain, issued_account, new_id, redeemed_account, Ctx, TxnError};
 use crate::alliance::business_day;
 use crate::db::ledger::{accounts, Ledger, Posting};
+use crate::db::partner_chains::ChainHead;
 use crate::db::reversals::Reversal;
 use crate::db::transactions::Transaction;
-use crate::db::{locks, now_utc, serialise, DbConn};
+use crate::db::{locks, now_utc, serialise, DbConn, DbError};
 use serde::{Deserialize, Serialize};
 
 /// The receipt of a reversal (contract section 13): the amounts reversed, as positive numbers.
@@ -138,8 +139,8 @@ pub fn record(
     if back.points_clawed_back > 0 || back.redeem_points > 0 {
         Ledger::post(conn, "reversal", &reversal_id, &postings, now)?;
     }
-    // Linked into the partner's hash chain after it commits (see `chain`).
-    let rev = Reversal {
+    let head = chain::lock_head(conn, partner)?;
+    let mut rev = Reversal {
         reversal_id,
         txn_id: txn.txn_id.clone(),
         partner_code: partner.to_owned(),
@@ -155,10 +156,20 @@ pub fn record(
         points_clawed_back: back.points_clawed_back,
         points_balance: balance + member_delta,
         request_digest: request_digest.to_owned(),
-        seq: None,
-        line_hash: None,
+        seq: head.seq + 1,
+        line_hash: String::new(),
         created_at: now,
     };
+    rev.line_hash = chain::line_hash(&head.line_hash, &chain::reversal_fields(&rev))?;
     Reversal::insert(conn, &rev)?;
+    ChainHead::advance(
+        conn,
+        &ChainHead {
+            partner_code: partner.to_owned(),
+            seq: rev.seq,
+            line_hash: rev.line_hash.clone(),
+        },
+    )
+    .map_err(DbError::from)?;
     Ok(ReversalReceipt::from(&rev))
 }

@@ -1,13 +1,14 @@
 //! `POST /v1/transactions`: one sale, judged, computed, booked and chained in one transaction.
 use super::arithmetic::{judge_sale, SaleRefusal};
 use super::input::{MemberName, Sale};
-use super::{issued_account, new_id, redeemed_account, tokens, Ctx, TxnError};
+use super::{chain, issued_account, new_id, redeemed_account, tokens, Ctx, TxnError};
 use crate::alliance::business_day;
 use crate::db::business_days::BusinessDays;
 use crate::db::ledger::{accounts, Ledger, Posting};
 use crate::db::member_refs::{MemberRef, NewMemberRef};
 use crate::db::members::Member;
 use crate::db::offer_versions::OfferVersion;
+use crate::db::partner_chains::ChainHead;
 use crate::db::transactions::Transaction;
 use crate::db::{locks, now_utc, serialise, serialise_shared, DbConn, DbError};
 use crate::domain::{MemberStatus, Tier};
@@ -249,8 +250,10 @@ pub fn record(
         Ledger::post(conn, "sale", &txn_id, &postings, now)?;
     }
 
-    // Linked into the partner's hash chain after it commits (see `chain`).
-    let txn = Transaction {
+    // The chain lock is taken last and held only for the insert and the commit: it
+    // serialises all of a partner's bookings, so everything else happens outside it.
+    let head = chain::lock_head(conn, partner)?;
+    let mut txn = Transaction {
         txn_id: txn_id.clone(),
         partner_code: partner.to_owned(),
         partner_txn_id: sale.partner_txn_id.clone(),
@@ -269,10 +272,19 @@ pub fn record(
         points_balance: balance_after,
         offer_version: version.version,
         request_digest: request_digest.to_owned(),
-        seq: None,
-        line_hash: None,
+        seq: head.seq + 1,
+        line_hash: String::new(),
         created_at: now,
     };
+    txn.line_hash = chain::line_hash(&head.line_hash, &chain::sale_fields(&txn))?;
     Transaction::insert(conn, &txn)?;
+    ChainHead::advance(
+        conn,
+        &ChainHead {
+            partner_code: partner.to_owned(),
+            seq: txn.seq,
+            line_hash: txn.line_hash.clone(),
+        },
+    )?;
     Ok(Receipt::from(&txn))
 }

@@ -4,4 +4,3 @@ DROP TABLE partner_chains;
 DROP TABLE reversals;
 DROP TABLE transactions;
 DROP TABLE business_days;
-DROP FUNCTION alliance_chain_link_only();

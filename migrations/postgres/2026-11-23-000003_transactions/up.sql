@@ -28,15 +28,13 @@ CREATE TABLE transactions (
     points_balance BIGINT NOT NULL,
     offer_version BIGINT NOT NULL,
     request_digest TEXT NOT NULL,
-    -- Set once, within about a second, by the partner's chain linker (NULL until then).
-    seq BIGINT,
-    line_hash TEXT,
+    seq BIGINT NOT NULL,
+    line_hash TEXT NOT NULL,
     created_at TIMESTAMP NOT NULL,
     UNIQUE (partner_code, partner_txn_id),
     UNIQUE (partner_code, seq)
 );
 CREATE INDEX transactions_day ON transactions (partner_code, business_date, txn_id);
-CREATE INDEX transactions_unchained ON transactions (partner_code, created_at) WHERE seq IS NULL;
 
 CREATE TABLE reversals (
     reversal_id TEXT PRIMARY KEY NOT NULL,
@@ -54,20 +52,15 @@ CREATE TABLE reversals (
     points_clawed_back BIGINT NOT NULL CHECK (points_clawed_back >= 0),
     points_balance BIGINT NOT NULL,
     request_digest TEXT NOT NULL,
-    -- Set once, within about a second, by the partner's chain linker (NULL until then).
-    seq BIGINT,
-    line_hash TEXT,
+    seq BIGINT NOT NULL,
+    line_hash TEXT NOT NULL,
     created_at TIMESTAMP NOT NULL,
     UNIQUE (txn_id, partner_reversal_id),
     UNIQUE (partner_code, seq)
 );
 CREATE INDEX reversals_day ON reversals (partner_code, business_date, reversal_id);
-CREATE INDEX reversals_unchained ON reversals (partner_code, created_at) WHERE seq IS NULL;
-CREATE INDEX reversals_of ON reversals (txn_id);
 
--- The head of each partner's hash chain over its sales and reversals (contract section 8).
--- Records are linked after they commit, by one linker at a time per partner, so bookings of
--- one partner commit in parallel instead of queueing on the chain.
+-- The head of each partner's hash chain over its sales and reversals.
 CREATE TABLE partner_chains (
     partner_code TEXT PRIMARY KEY NOT NULL REFERENCES partners (code),
     seq BIGINT NOT NULL,
@@ -100,20 +93,7 @@ CREATE TABLE member_tokens (
 );
 CREATE INDEX member_tokens_expiry ON member_tokens (expires_at);
 
--- Immutable, except that the chain linker sets seq and line_hash once.
-CREATE FUNCTION alliance_chain_link_only() RETURNS trigger AS $$
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        RAISE EXCEPTION '% is append-only', TG_TABLE_NAME;
-    END IF;
-    IF OLD.seq IS NOT NULL OR NEW.seq IS NULL OR NEW.line_hash IS NULL
-       OR (to_jsonb(NEW) - 'seq' - 'line_hash') IS DISTINCT FROM (to_jsonb(OLD) - 'seq' - 'line_hash') THEN
-        RAISE EXCEPTION '% is append-only', TG_TABLE_NAME;
-    END IF;
-    RETURN NEW;
-END;
-$$ LANGUAGE plpgsql;
 CREATE TRIGGER transactions_append_only BEFORE UPDATE OR DELETE ON transactions
-FOR EACH ROW EXECUTE FUNCTION alliance_chain_link_only();
+FOR EACH ROW EXECUTE FUNCTION alliance_append_only();
 CREATE TRIGGER reversals_append_only BEFORE UPDATE OR DELETE ON reversals
-FOR EACH ROW EXECUTE FUNCTION alliance_chain_link_only();
+FOR EACH ROW EXECUTE FUNCTION alliance_append_only();

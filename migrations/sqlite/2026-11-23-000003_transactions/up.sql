@@ -28,15 +28,13 @@ CREATE TABLE transactions (
     points_balance BIGINT NOT NULL,
     offer_version BIGINT NOT NULL,
     request_digest TEXT NOT NULL,
-    -- Set once, within about a second, by the partner's chain linker (NULL until then).
-    seq BIGINT,
-    line_hash TEXT,
+    seq BIGINT NOT NULL,
+    line_hash TEXT NOT NULL,
     created_at TIMESTAMP NOT NULL,
     UNIQUE (partner_code, partner_txn_id),
     UNIQUE (partner_code, seq)
 );
 CREATE INDEX transactions_day ON transactions (partner_code, business_date, txn_id);
-CREATE INDEX transactions_unchained ON transactions (partner_code, created_at) WHERE seq IS NULL;
 
 CREATE TABLE reversals (
     reversal_id TEXT PRIMARY KEY NOT NULL,
@@ -54,20 +52,15 @@ CREATE TABLE reversals (
     points_clawed_back BIGINT NOT NULL CHECK (points_clawed_back >= 0),
     points_balance BIGINT NOT NULL,
     request_digest TEXT NOT NULL,
-    -- Set once, within about a second, by the partner's chain linker (NULL until then).
-    seq BIGINT,
-    line_hash TEXT,
+    seq BIGINT NOT NULL,
+    line_hash TEXT NOT NULL,
     created_at TIMESTAMP NOT NULL,
     UNIQUE (txn_id, partner_reversal_id),
     UNIQUE (partner_code, seq)
 );
 CREATE INDEX reversals_day ON reversals (partner_code, business_date, reversal_id);
-CREATE INDEX reversals_unchained ON reversals (partner_code, created_at) WHERE seq IS NULL;
-CREATE INDEX reversals_of ON reversals (txn_id);
 
--- The head of each partner's hash chain over its sales and reversals (contract section 8).
--- Records are linked after they commit, by one linker at a time per partner, so bookings of
--- one partner commit in parallel instead of queueing on the chain.
+-- The head of each partner's hash chain over its sales and reversals.
 CREATE TABLE partner_chains (
     partner_code TEXT PRIMARY KEY NOT NULL REFERENCES partners (code),
     seq BIGINT NOT NULL,
@@ -100,50 +93,11 @@ CREATE TABLE member_tokens (
 );
 CREATE INDEX member_tokens_expiry ON member_tokens (expires_at);
 
--- Immutable, except that the chain linker sets seq and line_hash once.
 CREATE TRIGGER transactions_append_only_update BEFORE UPDATE ON transactions
-WHEN OLD.seq IS NOT NULL OR NEW.seq IS NULL OR NEW.line_hash IS NULL
-   OR NEW.txn_id IS NOT OLD.txn_id
-   OR NEW.partner_code IS NOT OLD.partner_code
-   OR NEW.partner_txn_id IS NOT OLD.partner_txn_id
-   OR NEW.member_id IS NOT OLD.member_id
-   OR NEW.member_ref IS NOT OLD.member_ref
-   OR NEW.store_id IS NOT OLD.store_id
-   OR NEW.occurred_at IS NOT OLD.occurred_at
-   OR NEW.business_date IS NOT OLD.business_date
-   OR NEW.late IS NOT OLD.late
-   OR NEW.gross_fen IS NOT OLD.gross_fen
-   OR NEW.discount_fen IS NOT OLD.discount_fen
-   OR NEW.redeem_points IS NOT OLD.redeem_points
-   OR NEW.redeem_value_fen IS NOT OLD.redeem_value_fen
-   OR NEW.paid_fen IS NOT OLD.paid_fen
-   OR NEW.points_earned IS NOT OLD.points_earned
-   OR NEW.points_balance IS NOT OLD.points_balance
-   OR NEW.offer_version IS NOT OLD.offer_version
-   OR NEW.request_digest IS NOT OLD.request_digest
-   OR NEW.created_at IS NOT OLD.created_at
 BEGIN SELECT RAISE(ABORT, 'transactions is append-only'); END;
 CREATE TRIGGER transactions_append_only_delete BEFORE DELETE ON transactions
 BEGIN SELECT RAISE(ABORT, 'transactions is append-only'); END;
--- Immutable, except that the chain linker sets seq and line_hash once.
 CREATE TRIGGER reversals_append_only_update BEFORE UPDATE ON reversals
-WHEN OLD.seq IS NOT NULL OR NEW.seq IS NULL OR NEW.line_hash IS NULL
-   OR NEW.reversal_id IS NOT OLD.reversal_id
-   OR NEW.txn_id IS NOT OLD.txn_id
-   OR NEW.partner_code IS NOT OLD.partner_code
-   OR NEW.partner_reversal_id IS NOT OLD.partner_reversal_id
-   OR NEW.reason IS NOT OLD.reason
-   OR NEW.occurred_at IS NOT OLD.occurred_at
-   OR NEW.business_date IS NOT OLD.business_date
-   OR NEW.late IS NOT OLD.late
-   OR NEW.gross_fen IS NOT OLD.gross_fen
-   OR NEW.discount_fen IS NOT OLD.discount_fen
-   OR NEW.redeem_points IS NOT OLD.redeem_points
-   OR NEW.redeem_value_fen IS NOT OLD.redeem_value_fen
-   OR NEW.points_clawed_back IS NOT OLD.points_clawed_back
-   OR NEW.points_balance IS NOT OLD.points_balance
-   OR NEW.request_digest IS NOT OLD.request_digest
-   OR NEW.created_at IS NOT OLD.created_at
 BEGIN SELECT RAISE(ABORT, 'reversals is append-only'); END;
 CREATE TRIGGER reversals_append_only_delete BEFORE DELETE ON reversals
 BEGIN SELECT RAISE(ABORT, 'reversals is append-only'); END;
