@@ -101,3 +101,45 @@ pub fn issued_account(partner: &str) -> String {
 pub fn redeemed_account(partner: &str) -> String {
     format!("partner:{partner}:redeemed")
 }
+
+/// Posts one balanced journal for a sale (`earned` ≥ 0 credited, `redeemed` ≥ 0 debited to
+/// the member) or a reversal (negative amounts: points clawed back and redeemed points
+/// returned). Nothing is posted when no points move. Returns the member's change.
+pub fn post_points(
+    conn: &mut crate::db::DbConn,
+    kind: &str,
+    reference: &str,
+    partner: &str,
+    member_id: i64,
+    earned: i64,
+    redeemed: i64,
+    now: chrono::NaiveDateTime,
+) -> Result<i64, DbError> {
+    use crate::db::ledger::{accounts, Ledger, Posting};
+    let member_delta = earned - redeemed;
+    if earned == 0 && redeemed == 0 {
+        return Ok(0);
+    }
+    let (issued, redeemed_acc) = (issued_account(partner), redeemed_account(partner));
+    let mut postings = vec![Posting {
+        account: accounts::MEMBER,
+        member_id: Some(member_id),
+        amount_points: member_delta,
+    }];
+    if earned != 0 {
+        postings.push(Posting {
+            account: &issued,
+            member_id: None,
+            amount_points: -earned,
+        });
+    }
+    if redeemed != 0 {
+        postings.push(Posting {
+            account: &redeemed_acc,
+            member_id: None,
+            amount_points: redeemed,
+        });
+    }
+    Ledger::post(conn, kind, reference, &postings, now)?;
+    Ok(member_delta)
+}

@@ -4,9 +4,8 @@
 use super::arithmetic::{reverse, SaleAmounts};
 use super::input::ReversalInput;
 use super::sale::{booking_day, lock_balance};
-use super::{chain, issued_account, new_id, redeemed_account, Ctx, TxnError};
+use super::{chain, new_id, post_points, Ctx, TxnError};
 use crate::alliance::business_day;
-use crate::db::ledger::{accounts, Ledger, Posting};
 use crate::db::partner_chains::ChainHead;
 use crate::db::reversals::Reversal;
 use crate::db::transactions::Transaction;
@@ -114,31 +113,16 @@ pub fn record(
     let balance = lock_balance(conn, txn.member_id)?;
     // Redeemed points go back to the member; earned points are clawed back, whatever the
     // balance (a clawback always succeeds, and may leave it below zero).
-    let member_delta = back.redeem_points - back.points_clawed_back;
-    let issued = issued_account(partner);
-    let redeemed = redeemed_account(partner);
-    let mut postings = vec![Posting {
-        account: accounts::MEMBER,
-        member_id: Some(txn.member_id),
-        amount_points: member_delta,
-    }];
-    if back.points_clawed_back > 0 {
-        postings.push(Posting {
-            account: &issued,
-            member_id: None,
-            amount_points: back.points_clawed_back,
-        });
-    }
-    if back.redeem_points > 0 {
-        postings.push(Posting {
-            account: &redeemed,
-            member_id: None,
-            amount_points: -back.redeem_points,
-        });
-    }
-    if back.points_clawed_back > 0 || back.redeem_points > 0 {
-        Ledger::post(conn, "reversal", &reversal_id, &postings, now)?;
-    }
+    let member_delta = post_points(
+        conn,
+        "reversal",
+        &reversal_id,
+        partner,
+        txn.member_id,
+        -back.points_clawed_back,
+        -back.redeem_points,
+        now,
+    )?;
     let head = chain::lock_head(conn, partner)?;
     let mut rev = Reversal {
         reversal_id,

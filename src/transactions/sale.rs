@@ -1,10 +1,10 @@
 //! `POST /v1/transactions`: one sale, judged, computed, booked and chained in one transaction.
 use super::arithmetic::{judge_sale, SaleRefusal};
 use super::input::{MemberName, Sale};
-use super::{chain, issued_account, new_id, redeemed_account, tokens, Ctx, TxnError};
+use super::{chain, new_id, post_points, tokens, Ctx, TxnError};
 use crate::alliance::business_day;
 use crate::db::business_days::BusinessDays;
-use crate::db::ledger::{accounts, Ledger, Posting};
+use crate::db::ledger::Ledger;
 use crate::db::member_refs::{MemberRef, NewMemberRef};
 use crate::db::members::Member;
 use crate::db::offer_versions::OfferVersion;
@@ -224,31 +224,16 @@ pub fn record(
         );
     }
 
-    let member_delta = amounts.points_earned - amounts.redeem_points;
-    let issued = issued_account(partner);
-    let redeemed = redeemed_account(partner);
-    let mut postings = vec![Posting {
-        account: accounts::MEMBER,
-        member_id: Some(member.id),
-        amount_points: member_delta,
-    }];
-    if amounts.points_earned > 0 {
-        postings.push(Posting {
-            account: &issued,
-            member_id: None,
-            amount_points: -amounts.points_earned,
-        });
-    }
-    if amounts.redeem_points > 0 {
-        postings.push(Posting {
-            account: &redeemed,
-            member_id: None,
-            amount_points: amounts.redeem_points,
-        });
-    }
-    if amounts.points_earned > 0 || amounts.redeem_points > 0 {
-        Ledger::post(conn, "sale", &txn_id, &postings, now)?;
-    }
+    post_points(
+        conn,
+        "sale",
+        &txn_id,
+        partner,
+        member.id,
+        amounts.points_earned,
+        amounts.redeem_points,
+        now,
+    )?;
 
     // The chain lock is taken last and held only for the insert and the commit: it
     // serialises all of a partner's bookings, so everything else happens outside it.

@@ -90,21 +90,21 @@ fn answer(a: Answer) -> HttpResponse {
     res.content_type("application/json").body(a.body)
 }
 
-/// `POST /v1/transactions`
-pub async fn record(
+/// Runs one idempotent write (a sale or a reversal) on the database threads: `work` gets the
+/// connection inside the idempotency transaction, the context and the request's
+/// Content-Digest, and returns the receipt's JSON (answered 201).
+async fn idempotent<F>(
     state: web::Data<AppState>,
     partner: PartnerCaller,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, Problem> {
-    let key = idempotency_key(&req)?;
-    let request: SaleRequest = parse_json(&req, &body)?;
-    let now = chrono::Utc::now();
-    let s = &state.settings;
-    let sale = request
-        .parse(now, s.max_backdate_days, s.max_txn_fen)
-        .map_err(Problem::from)?;
-    let request_sha256 = idempotency::sha256_hex(&body);
+    key: String,
+    body: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+    work: F,
+) -> Result<HttpResponse, Problem>
+where
+    F: FnOnce(&mut crate::db::DbConn, &Ctx<'_>, &str) -> Result<String, TxnError> + Send + 'static,
+{
+    let request_sha256 = idempotency::sha256_hex(body);
     let digest = partner.caller.content_digest.clone().unwrap_or_default();
     let st = state.clone();
     let answer_ = blocking(&state, move || {
@@ -122,13 +122,32 @@ pub async fn record(
             retention: TimeDelta::hours(i64::from(st.settings.idempotency_retention_hours)),
         };
         idempotency::once(&mut conn, &idem, now.naive_utc(), |conn| {
-            let receipt = sale::record(conn, &ctx, &sale, &digest)?;
-            Ok((201, batch::to_json(&receipt)?))
+            Ok((201, work(conn, &ctx, &digest)?))
         })
         .map_err(Problem::from)
     })
     .await?;
     Ok(answer(answer_))
+}
+
+/// `POST /v1/transactions`
+pub async fn record(
+    state: web::Data<AppState>,
+    partner: PartnerCaller,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Problem> {
+    let key = idempotency_key(&req)?;
+    let request: SaleRequest = parse_json(&req, &body)?;
+    let now = chrono::Utc::now();
+    let s = &state.settings;
+    let sale = request
+        .parse(now, s.max_backdate_days, s.max_txn_fen)
+        .map_err(Problem::from)?;
+    idempotent(state, partner, key, &body, now, move |conn, ctx, digest| {
+        batch::to_json(&sale::record(conn, ctx, &sale, digest)?)
+    })
+    .await
 }
 
 /// `POST /v1/transactions/{txn_id}/reversals`
@@ -147,31 +166,16 @@ pub async fn reverse(
     let input = request
         .parse(now, s.max_backdate_days, s.max_txn_fen)
         .map_err(Problem::from)?;
-    let request_sha256 = idempotency::sha256_hex(&body);
-    let digest = partner.caller.content_digest.clone().unwrap_or_default();
-    let st = state.clone();
-    let answer_ = blocking(&state, move || {
-        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
-        let ctx = Ctx {
-            settings: &st.settings,
-            keys: &st.member_keys,
-            partner: &partner.code,
-            now,
-        };
-        let idem = Key {
-            partner: partner.code.as_str(),
-            key: &key,
-            request_sha256: &request_sha256,
-            retention: TimeDelta::hours(i64::from(st.settings.idempotency_retention_hours)),
-        };
-        idempotency::once(&mut conn, &idem, now.naive_utc(), |conn| {
-            let receipt = reversal::record(conn, &ctx, Original::TxnId(&txn_id), &input, &digest)?;
-            Ok((201, batch::to_json(&receipt)?))
-        })
-        .map_err(Problem::from)
+    idempotent(state, partner, key, &body, now, move |conn, ctx, digest| {
+        batch::to_json(&reversal::record(
+            conn,
+            ctx,
+            Original::TxnId(&txn_id),
+            &input,
+            digest,
+        )?)
     })
-    .await?;
-    Ok(answer(answer_))
+    .await
 }
 
 /// `POST /v1/transactions/batch`
