@@ -76,6 +76,13 @@ pub enum Command {
     /// Check a partner's hash chain over its sales and reversals (exit 1 naming the first
     /// record that does not match).
     VerifyChain { code: String },
+    /// Close and settle business days by hand: every open day up to DATE (default
+    /// yesterday in the alliance timezone), oldest first, writing statements/<date>/v1/.
+    /// A day that has not ended is refused; a settled day is rewritten byte for byte.
+    Settle {
+        /// YYYY-MM-DD.
+        date: Option<String>,
+    },
     /// Same as `audit verify`.
     #[command(hide = true)]
     VerifyAuditLog,
@@ -143,6 +150,7 @@ pub fn main() -> ExitCode {
         Command::Finance(cmd) => lifecycle::finance(&settings, cmd),
         Command::Audit(cmd) => audit::run(&settings, cmd),
         Command::VerifyChain { code } => verify_chain(&settings, &code),
+        Command::Settle { date } => settle(&settings, date.as_deref()),
         Command::VerifyAuditLog => audit::run(&settings, audit::AuditCommand::Verify),
     }
 }
@@ -366,6 +374,59 @@ fn verify_chain(settings: &Settings, code: &str) -> ExitCode {
         Ok(crate::transactions::chain::ChainCheck::Broken { seq, reason }) => fail(format!(
             "partner {code}: chain broken at seq {seq}: {reason}"
         )),
+        Err(e) => fail(e),
+    }
+}
+
+fn settle(settings: &Settings, date: Option<&str>) -> ExitCode {
+    let now = chrono::Utc::now();
+    let through = match date {
+        Some(d) => match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+            Ok(d) => d,
+            Err(_) => return fail(format!("{d:?} is not a date YYYY-MM-DD")),
+        },
+        None => {
+            let today = crate::alliance::business_day(now, settings.timezone);
+            match today.pred_opt() {
+                Some(d) => d,
+                None => return fail("no day before today"),
+            }
+        }
+    };
+    let paths = Paths::new(settings);
+    let key = match files::read_to_string(&paths.gateway_signing_key())
+        .and_then(|pem| crate::pki::keys::PrivateKey::from_pkcs8_pem(&pem))
+    {
+        Ok(k) => k,
+        Err(e) => return fail(format!("gateway signing key: {e}")),
+    };
+    let key_id = crate::pki::keys::gateway_key_id(&key.public_key());
+    let mut conn = match connect(settings) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let signer = crate::settlement::Signer {
+        key: &key,
+        key_id: &key_id,
+    };
+    match crate::settlement::settle_through(&mut conn, settings, &signer, through, now) {
+        Ok(days) => {
+            for d in days {
+                println!(
+                    "{} v{}: {}{} partner statement(s) in {}",
+                    d.business_date,
+                    d.version,
+                    if d.newly_closed {
+                        "closed; "
+                    } else {
+                        "already closed, files rewritten; "
+                    },
+                    d.partners,
+                    d.dir.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => fail(e),
     }
 }

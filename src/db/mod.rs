@@ -18,6 +18,7 @@ pub mod partner_chains;
 pub mod partners;
 pub mod reversals;
 pub mod schema;
+pub mod settlement_runs;
 pub mod signing_keys;
 pub mod transactions;
 

@@ -51,4 +51,26 @@ impl Reversal {
             .select(Reversal::as_select())
             .load(conn)
     }
+
+    /// A partner's reversals booked on `day`, in chain order.
+    pub fn booked_on(
+        conn: &mut DbConn,
+        partner: &str,
+        day: NaiveDate,
+    ) -> QueryResult<Vec<Reversal>> {
+        reversals::table
+            .filter(reversals::partner_code.eq(partner))
+            .filter(reversals::business_date.eq(day))
+            .order(reversals::seq.asc())
+            .select(Reversal::as_select())
+            .load(conn)
+    }
+
+    pub fn partners_on(conn: &mut DbConn, day: NaiveDate) -> QueryResult<Vec<String>> {
+        reversals::table
+            .filter(reversals::business_date.eq(day))
+            .select(reversals::partner_code)
+            .distinct()
+            .load(conn)
+    }
 }

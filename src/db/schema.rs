@@ -230,6 +230,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    settlement_runs (business_date, version) {
+        business_date -> Date,
+        version -> BigInt,
+        closed_at -> Timestamp,
+        snapshot_json -> Text,
+        manifest_sha256 -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(reversals -> transactions (txn_id));
 diesel::joinable!(offer_versions -> partners (partner_code));
 diesel::joinable!(member_refs -> members (member_id));
@@ -255,4 +266,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     partner_chains,
     idempotency_keys,
     member_tokens,
+    settlement_runs,
 );

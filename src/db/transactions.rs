@@ -94,4 +94,43 @@ impl Transaction {
             .select(Transaction::as_select())
             .load(conn)
     }
+
+    /// A partner's sales booked on `day`, in chain order.
+    pub fn booked_on(
+        conn: &mut DbConn,
+        partner: &str,
+        day: NaiveDate,
+    ) -> QueryResult<Vec<Transaction>> {
+        transactions::table
+            .filter(transactions::partner_code.eq(partner))
+            .filter(transactions::business_date.eq(day))
+            .order(transactions::seq.asc())
+            .select(Transaction::as_select())
+            .load(conn)
+    }
+
+    /// A sale by its gateway id, whoever's it is (for statements).
+    pub fn by_id(conn: &mut DbConn, txn_id: &str) -> QueryResult<Option<Transaction>> {
+        transactions::table
+            .find(txn_id)
+            .select(Transaction::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// Partners with sales booked on `day`.
+    pub fn partners_on(conn: &mut DbConn, day: NaiveDate) -> QueryResult<Vec<String>> {
+        transactions::table
+            .filter(transactions::business_date.eq(day))
+            .select(transactions::partner_code)
+            .distinct()
+            .load(conn)
+    }
+
+    /// The earliest business day anything was booked on.
+    pub fn first_day(conn: &mut DbConn) -> QueryResult<Option<NaiveDate>> {
+        transactions::table
+            .select(diesel::dsl::min(transactions::business_date))
+            .first(conn)
+    }
 }

@@ -102,20 +102,33 @@ pub fn redeemed_account(partner: &str) -> String {
     format!("partner:{partner}:redeemed")
 }
 
-/// Posts one balanced journal for a sale (`earned` ≥ 0 credited, `redeemed` ≥ 0 debited to
-/// the member) or a reversal (negative amounts: points clawed back and redeemed points
-/// returned). Nothing is posted when no points move. Returns the member's change.
+/// The points a sale or reversal moves for one member at one partner: a sale earns
+/// (`earned` ≥ 0, credited) and redeems (`redeemed` ≥ 0, debited); a reversal has negative
+/// amounts (points clawed back, redeemed points returned).
+#[derive(Clone, Copy)]
+pub struct PointsMove<'a> {
+    pub partner: &'a str,
+    pub member_id: i64,
+    pub earned: i64,
+    pub redeemed: i64,
+}
+
+/// Posts one balanced journal for a points move; nothing when no points move. Returns the
+/// member's change.
 pub fn post_points(
     conn: &mut crate::db::DbConn,
     kind: &str,
     reference: &str,
-    partner: &str,
-    member_id: i64,
-    earned: i64,
-    redeemed: i64,
+    mv: &PointsMove<'_>,
     now: chrono::NaiveDateTime,
 ) -> Result<i64, DbError> {
     use crate::db::ledger::{accounts, Ledger, Posting};
+    let PointsMove {
+        partner,
+        member_id,
+        earned,
+        redeemed,
+    } = *mv;
     let member_delta = earned - redeemed;
     if earned == 0 && redeemed == 0 {
         return Ok(0);

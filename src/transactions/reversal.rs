@@ -4,7 +4,7 @@
 use super::arithmetic::{reverse, SaleAmounts};
 use super::input::ReversalInput;
 use super::sale::{booking_day, lock_balance};
-use super::{chain, new_id, post_points, Ctx, TxnError};
+use super::{chain, new_id, post_points, Ctx, PointsMove, TxnError};
 use crate::alliance::business_day;
 use crate::db::partner_chains::ChainHead;
 use crate::db::reversals::Reversal;
@@ -117,10 +117,12 @@ pub fn record(
         conn,
         "reversal",
         &reversal_id,
-        partner,
-        txn.member_id,
-        -back.points_clawed_back,
-        -back.redeem_points,
+        &PointsMove {
+            partner,
+            member_id: txn.member_id,
+            earned: -back.points_clawed_back,
+            redeemed: -back.redeem_points,
+        },
         now,
     )?;
     let head = chain::lock_head(conn, partner)?;

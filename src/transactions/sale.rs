@@ -1,7 +1,7 @@
 //! `POST /v1/transactions`: one sale, judged, computed, booked and chained in one transaction.
 use super::arithmetic::{judge_sale, SaleRefusal};
 use super::input::{MemberName, Sale};
-use super::{chain, new_id, post_points, tokens, Ctx, TxnError};
+use super::{chain, new_id, post_points, tokens, Ctx, PointsMove, TxnError};
 use crate::alliance::business_day;
 use crate::db::business_days::BusinessDays;
 use crate::db::ledger::Ledger;
@@ -228,10 +228,12 @@ pub fn record(
         conn,
         "sale",
         &txn_id,
-        partner,
-        member.id,
-        amounts.points_earned,
-        amounts.redeem_points,
+        &PointsMove {
+            partner,
+            member_id: member.id,
+            earned: amounts.points_earned,
+            redeemed: amounts.redeem_points,
+        },
         now,
     )?;
 

@@ -5,6 +5,7 @@ mod admin;
 mod helpers;
 mod lifecycle;
 mod ops;
+mod settlement;
 mod signatures;
 mod transactions;
 mod transport;

@@ -1,0 +1,13 @@
+-- One row per settled business day and version: the unique key is what makes one instance,
+-- and only one, settle a day. `snapshot_json` holds what the files are a function of besides
+-- the records (partner names and terms in force, timezone, BOM setting, gateway key, chain
+-- heads at closing), so a rerun rewrites byte-identical files.
+CREATE TABLE settlement_runs (
+    business_date DATE NOT NULL,
+    version BIGINT NOT NULL CHECK (version >= 1),
+    closed_at TIMESTAMP NOT NULL,
+    snapshot_json TEXT NOT NULL,
+    manifest_sha256 TEXT,
+    created_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (business_date, version)
+);

@@ -1,0 +1,521 @@
+//! Closing business days and writing their statements (contract sections 7, 8 and 13).
+//!
+//! One mechanism: [`settle_through`] closes every open day up to a given one, oldest first,
+//! each in its own transaction that holds the booking lock exclusively (so no record is booked
+//! into a day while it closes), and writes the day's files from the records and the snapshot
+//! taken at closing. Settling a closed day again rewrites byte-identical files. The CLI
+//! (`settle`, `scripts/settle.sh`) calls it; the nightly ticker is to call the same function.
+//!
+//! Not built yet (see the closing note): reconciliation uploads (every line is
+//! `not-submitted`), versions after 1, the nightly ticker and start-up catch-up, the finance
+//! downloads, and streaming (a partner's day is held in memory while its file is written).
+pub mod files;
+pub mod lines;
+
+use crate::alliance::business_day;
+use crate::config::Settings;
+use crate::db::alliance::Alliance;
+use crate::db::business_days::BusinessDays;
+use crate::db::offer_versions::OfferVersion;
+use crate::db::partner_chains::ChainHead;
+use crate::db::partners::Partner;
+use crate::db::reversals::Reversal;
+use crate::db::settlement_runs::SettlementRun;
+use crate::db::transactions::Transaction;
+use crate::db::{locks, now_utc, serialise, write_tx, DbConn, DbError};
+use crate::domain::Fen;
+use crate::partners::terms::{SettlementTerms, Terms};
+use crate::pki::keys::PrivateKey;
+use crate::pki::PkiError;
+use base64::Engine;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use files::{guard, Csv};
+use lines::Money;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error("{0} has not ended yet in the alliance timezone; it can be settled from tomorrow")]
+    DayNotEnded(NaiveDate),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+}
+
+impl From<diesel::result::Error> for SettleError {
+    fn from(e: diesel::result::Error) -> Self {
+        SettleError::Db(DbError::Query(e))
+    }
+}
+
+/// What the files of a day are a function of, besides its records: frozen when it closes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub timezone: String,
+    pub csv_bom: bool,
+    pub gateway_key_id: String,
+    /// Partner code → name at closing.
+    pub partner_names: BTreeMap<String, String>,
+    /// Partner code → its chain head's line_hash at closing.
+    pub chain_heads: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+pub struct DayOutcome {
+    pub business_date: NaiveDate,
+    pub version: i64,
+    /// False when the day had been closed before (its files were rewritten, identically).
+    pub newly_closed: bool,
+    pub partners: usize,
+    pub dir: PathBuf,
+}
+
+/// The signing key of statements: the gateway's.
+pub struct Signer<'a> {
+    pub key: &'a PrivateKey,
+    pub key_id: &'a str,
+}
+
+/// Closes every open day up to and including `through` (oldest first) and writes the files
+/// of each; refuses a day that has not ended.
+pub fn settle_through(
+    conn: &mut DbConn,
+    settings: &Settings,
+    signer: &Signer<'_>,
+    through: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Vec<DayOutcome>, SettleError> {
+    let today = business_day(now, settings.timezone);
+    if through >= today {
+        return Err(SettleError::DayNotEnded(through));
+    }
+    let first = [
+        Alliance::find(conn)?.map(|a| a.first_business_day),
+        Transaction::first_day(conn)?,
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(through);
+    let start = match BusinessDays::last_closed(conn)? {
+        Some(closed) if closed >= through => through,
+        Some(closed) => closed.succ_opt().unwrap_or(through).min(through),
+        None => first.min(through),
+    };
+    let mut out = Vec::new();
+    let mut day = start;
+    loop {
+        out.push(settle_day(conn, settings, signer, day)?);
+        if day >= through {
+            break;
+        }
+        day = match day.succ_opt() {
+            Some(d) => d,
+            None => break,
+        };
+    }
+    Ok(out)
+}
+
+/// Closes one day (if open) and writes its version-1 files.
+fn settle_day(
+    conn: &mut DbConn,
+    settings: &Settings,
+    signer: &Signer<'_>,
+    day: NaiveDate,
+) -> Result<DayOutcome, SettleError> {
+    let run = write_tx(conn, |conn| -> Result<(SettlementRun, bool), SettleError> {
+        serialise(conn, locks::BOOKING)?;
+        if let Some(run) = SettlementRun::latest(conn, day)? {
+            return Ok((run, false));
+        }
+        let now = now_utc();
+        BusinessDays::close(conn, day, now)?;
+        let mut partner_names = BTreeMap::new();
+        let mut chain_heads = BTreeMap::new();
+        for p in Partner::all(conn)? {
+            chain_heads.insert(p.code.clone(), ChainHead::current(conn, &p.code)?.line_hash);
+            partner_names.insert(p.code, p.name);
+        }
+        let snapshot = Snapshot {
+            timezone: settings.timezone.name().to_owned(),
+            csv_bom: settings.csv_bom,
+            gateway_key_id: signer.key_id.to_owned(),
+            partner_names,
+            chain_heads,
+        };
+        let run = SettlementRun {
+            business_date: day,
+            version: 1,
+            closed_at: now,
+            snapshot_json: serde_json::to_string(&snapshot)
+                .map_err(|e| DbError::Invariant(format!("snapshot: {e}")))?,
+            manifest_sha256: None,
+            created_at: now,
+        };
+        SettlementRun::insert(conn, &run)?;
+        crate::audit::record(
+            conn,
+            "system:settlement",
+            "settlement.close",
+            &day.to_string(),
+            &json!({ "version": 1, "result": "ok" }),
+        )?;
+        Ok((run, true))
+    })?;
+    let (run, newly_closed) = run;
+    let snapshot: Snapshot = serde_json::from_str(&run.snapshot_json)
+        .map_err(|e| DbError::Invariant(format!("snapshot of {day}: {e}")))?;
+    let (dir, partners, manifest_sha) = write_files(conn, settings, signer, &run, &snapshot)?;
+    if run.manifest_sha256.as_deref() != Some(manifest_sha.as_str()) {
+        write_tx(conn, |conn| {
+            SettlementRun::set_manifest(conn, day, run.version, &manifest_sha)
+        })?;
+    }
+    Ok(DayOutcome {
+        business_date: day,
+        version: run.version,
+        newly_closed,
+        partners,
+        dir,
+    })
+}
+
+const STATEMENT_COLUMNS: [&str; 25] = [
+    "business_date",
+    "partner_code",
+    "txn_id",
+    "partner_txn_id",
+    "kind",
+    "partner_reversal_id",
+    "occurred_at",
+    "late",
+    "member_ref",
+    "gross_yuan",
+    "discount_yuan",
+    "redeem_points",
+    "redeem_value_yuan",
+    "points_earned",
+    "discount_subsidy_yuan",
+    "redeem_reimbursement_yuan",
+    "issue_fee_yuan",
+    "commission_yuan",
+    "net_yuan",
+    "recon_status",
+    "offer_version",
+    "store_id",
+    "original_business_date",
+    "seq",
+    "line_hash",
+];
+const SUMMARY_COLUMNS: [&str; 17] = [
+    "business_date",
+    "partner_code",
+    "partner_name",
+    "sales",
+    "reversals",
+    "gross_yuan",
+    "discount_yuan",
+    "redeem_points",
+    "points_earned",
+    "discount_subsidy_yuan",
+    "redeem_reimbursement_yuan",
+    "issue_fee_yuan",
+    "commission_yuan",
+    "net_yuan",
+    "recon_status",
+    "statement_sha256",
+    "currency",
+];
+const DISCREPANCY_COLUMNS: [&str; 9] = [
+    "business_date",
+    "partner_code",
+    "partner_txn_id",
+    "kind",
+    "partner_reversal_id",
+    "issue",
+    "field",
+    "gateway_value",
+    "partner_value",
+];
+
+fn yuan(fen: i64) -> String {
+    Fen::new(fen).to_yuan_string()
+}
+
+/// Totals of a partner's (or the whole run's) lines.
+#[derive(Default)]
+struct Totals {
+    sales: i64,
+    reversals: i64,
+    money: Money,
+}
+
+impl Totals {
+    fn json(&self) -> Value {
+        let m = &self.money;
+        json!({
+            "sales": self.sales,
+            "reversals": self.reversals,
+            "redeem_points": m.redeem_points,
+            "points_earned": m.points_earned,
+            "gross_yuan": yuan(m.gross_fen),
+            "discount_yuan": yuan(m.discount_fen),
+            "discount_subsidy_yuan": yuan(m.subsidy_fen),
+            "redeem_reimbursement_yuan": yuan(m.reimbursement_fen),
+            "issue_fee_yuan": yuan(m.issue_fee_fen),
+            "commission_yuan": yuan(m.commission_fen),
+            "net_yuan": yuan(m.net_fen()),
+        })
+    }
+}
+
+fn terms_of(conn: &mut DbConn, partner: &str, version: i64) -> Result<SettlementTerms, DbError> {
+    let v = OfferVersion::for_partner(conn, partner)?
+        .into_iter()
+        .find(|v| v.version == version)
+        .ok_or_else(|| DbError::Invariant(format!("offer {partner} v{version} is missing")))?;
+    let terms: Terms = serde_json::from_str(&v.terms_json)
+        .map_err(|e| DbError::Invariant(format!("offer {partner} v{version}: {e}")))?;
+    Ok(terms.settlement)
+}
+
+fn sale_money(conn: &mut DbConn, t: &Transaction) -> Result<Money, DbError> {
+    let terms = terms_of(conn, &t.partner_code, t.offer_version)?;
+    Ok(lines::sale_line(
+        &terms,
+        t.gross_fen,
+        t.discount_fen,
+        t.redeem_points,
+        t.redeem_value_fen,
+        t.points_earned,
+    ))
+}
+
+/// Signs a manifest: Ed25519 over the RFC 8785 canonical JSON of it without `signature`.
+fn sign_manifest(mut manifest: Value, signer: &Signer<'_>) -> Result<Vec<u8>, SettleError> {
+    let canonical = serde_json_canonicalizer::to_vec(&manifest)
+        .map_err(|e| PkiError::Invalid(format!("manifest: {e}")))?;
+    let sig = signer.key.sign(&canonical)?;
+    manifest["signature"] = json!({
+        "keyid": signer.key_id,
+        "alg": "ed25519",
+        "value": base64::engine::general_purpose::STANDARD.encode(sig),
+    });
+    let mut text = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| PkiError::Invalid(format!("manifest: {e}")))?;
+    text.push(b'\n');
+    Ok(text)
+}
+
+/// Writes `statements/<day>/v<N>/`; returns the directory, the partners with a statement and
+/// the manifest's SHA-256.
+fn write_files(
+    conn: &mut DbConn,
+    settings: &Settings,
+    signer: &Signer<'_>,
+    run: &SettlementRun,
+    snap: &Snapshot,
+) -> Result<(PathBuf, usize, String), SettleError> {
+    let day = run.business_date;
+    let tz: chrono_tz::Tz = snap
+        .timezone
+        .parse()
+        .map_err(|_| DbError::Invariant(format!("timezone {}", snap.timezone)))?;
+    let dir = settings
+        .statements_dir()
+        .join(day.to_string())
+        .join(format!("v{}", run.version));
+    let closed_at = run
+        .closed_at
+        .and_utc()
+        .with_timezone(&tz)
+        .to_rfc3339_opts(SecondsFormat::Secs, false);
+    let mut codes = Transaction::partners_on(conn, day)?;
+    codes.extend(Reversal::partners_on(conn, day)?);
+    codes.sort();
+    codes.dedup();
+
+    let mut summary = Csv::new(snap.csv_bom, &SUMMARY_COLUMNS)?;
+    let mut run_totals = Totals::default();
+    let mut manifest_files = Vec::new();
+    let mut manifest_partners = Vec::new();
+    for code in &codes {
+        let mut csv = Csv::new(snap.csv_bom, &STATEMENT_COLUMNS)?;
+        let mut totals = Totals::default();
+        // Sales and reversals in chain order.
+        let sales = Transaction::booked_on(conn, code, day)?;
+        let revs = Reversal::booked_on(conn, code, day)?;
+        let mut rows: Vec<(i64, Vec<String>, Money, bool)> = Vec::new();
+        for t in &sales {
+            let m = sale_money(conn, t)?;
+            rows.push((t.seq, line(day, code, t, None, &m, tz), m, true));
+        }
+        for r in &revs {
+            let t = Transaction::by_id(conn, &r.txn_id)?.ok_or_else(|| {
+                DbError::Invariant(format!("reversal {} has no sale", r.reversal_id))
+            })?;
+            let sale = sale_money(conn, &t)?;
+            let before: i64 = Reversal::of(conn, &t.txn_id)?
+                .iter()
+                .filter(|e| e.seq < r.seq)
+                .map(|e| e.gross_fen)
+                .sum();
+            let m = lines::reversal_line(&sale, before, r.gross_fen);
+            rows.push((r.seq, line(day, code, &t, Some(r), &m, tz), m, false));
+        }
+        rows.sort_by_key(|(seq, ..)| *seq);
+        for (_, cells, m, is_sale) in &rows {
+            csv.row(cells)?;
+            totals.money.add(m);
+            if *is_sale {
+                totals.sales += 1;
+            } else {
+                totals.reversals += 1;
+            }
+        }
+        let rows_n = csv.rows;
+        let bytes = csv.finish()?;
+        let sha = files::sha256_hex(&bytes);
+        let name = format!("partners/{code}.csv");
+        files::write_atomically(&dir.join(&name), &bytes)?;
+        let chain_head = snap.chain_heads.get(code).cloned().unwrap_or_default();
+        let partner_manifest = sign_manifest(
+            json!({
+                "business_date": day.to_string(),
+                "version": run.version,
+                "closed_at": closed_at,
+                "timezone": snap.timezone,
+                "partner_code": code,
+                "files": [{ "name": name, "rows": rows_n, "sha256": sha }],
+                "totals": totals.json(),
+                "chain_head": chain_head,
+            }),
+            signer,
+        )?;
+        files::write_atomically(
+            &dir.join(format!("partners/{code}.manifest.json")),
+            &partner_manifest,
+        )?;
+        let m = &totals.money;
+        let name_cell = snap.partner_names.get(code).cloned().unwrap_or_default();
+        summary.row(&[
+            day.to_string(),
+            guard(code),
+            guard(&name_cell),
+            totals.sales.to_string(),
+            totals.reversals.to_string(),
+            yuan(m.gross_fen),
+            yuan(m.discount_fen),
+            m.redeem_points.to_string(),
+            m.points_earned.to_string(),
+            yuan(m.subsidy_fen),
+            yuan(m.reimbursement_fen),
+            yuan(m.issue_fee_fen),
+            yuan(m.commission_fen),
+            yuan(m.net_fen()),
+            "not-submitted".into(),
+            sha.clone(),
+            "CNY".into(),
+        ])?;
+        manifest_partners.push(json!({
+            "partner_code": code,
+            "chain_head": chain_head,
+            "statement_sha256": sha,
+            "totals": totals.json(),
+        }));
+        manifest_files.push(json!({ "name": name, "rows": rows_n, "sha256": sha }));
+        run_totals.sales += totals.sales;
+        run_totals.reversals += totals.reversals;
+        run_totals.money.add(&totals.money);
+    }
+    let summary_rows = summary.rows;
+    let summary_bytes = summary.finish()?;
+    files::write_atomically(&dir.join("summary.csv"), &summary_bytes)?;
+    let discrepancies = Csv::new(snap.csv_bom, &DISCREPANCY_COLUMNS)?.finish()?;
+    files::write_atomically(&dir.join("discrepancies.csv"), &discrepancies)?;
+    let mut all_files = vec![
+        json!({ "name": "summary.csv", "rows": summary_rows, "sha256": files::sha256_hex(&summary_bytes) }),
+        json!({ "name": "discrepancies.csv", "rows": 0, "sha256": files::sha256_hex(&discrepancies) }),
+    ];
+    all_files.extend(manifest_files);
+    let manifest = sign_manifest(
+        json!({
+            "business_date": day.to_string(),
+            "version": run.version,
+            "closed_at": closed_at,
+            "timezone": snap.timezone,
+            "files": all_files,
+            "totals": run_totals.json(),
+            "partners": manifest_partners,
+        }),
+        signer,
+    )?;
+    files::write_atomically(&dir.join("manifest.json"), &manifest)?;
+    Ok((dir, codes.len(), files::sha256_hex(&manifest)))
+}
+
+/// One statement line (contract section 8 columns).
+fn line(
+    day: NaiveDate,
+    code: &str,
+    t: &Transaction,
+    r: Option<&Reversal>,
+    m: &Money,
+    tz: chrono_tz::Tz,
+) -> Vec<String> {
+    let time = |at: chrono::NaiveDateTime| {
+        at.and_utc()
+            .with_timezone(&tz)
+            .to_rfc3339_opts(SecondsFormat::Secs, false)
+    };
+    let (kind, reversal_id, occurred, late, seq, hash) = match r {
+        None => (
+            "sale",
+            String::new(),
+            time(t.occurred_at),
+            t.late,
+            t.seq,
+            &t.line_hash,
+        ),
+        Some(r) => (
+            "reversal",
+            guard(&r.partner_reversal_id),
+            time(r.occurred_at),
+            r.late,
+            r.seq,
+            &r.line_hash,
+        ),
+    };
+    vec![
+        day.to_string(),
+        guard(code),
+        guard(&t.txn_id),
+        guard(&t.partner_txn_id),
+        kind.to_owned(),
+        reversal_id,
+        occurred,
+        late.to_string(),
+        guard(&t.member_ref),
+        yuan(m.gross_fen),
+        yuan(m.discount_fen),
+        m.redeem_points.to_string(),
+        yuan(m.redeem_value_fen),
+        m.points_earned.to_string(),
+        yuan(m.subsidy_fen),
+        yuan(m.reimbursement_fen),
+        yuan(m.issue_fee_fen),
+        yuan(m.commission_fen),
+        yuan(m.net_fen()),
+        "not-submitted".to_owned(),
+        t.offer_version.to_string(),
+        guard(&t.store_id),
+        t.business_date.to_string(),
+        seq.to_string(),
+        hash.clone(),
+    ]
+}

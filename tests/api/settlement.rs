@@ -1,0 +1,140 @@
+//! Closing a day by hand (`settle`): statements with the contract's columns and arithmetic, a
+//! signed manifest, byte-identical reruns, and late booking into the next open day.
+use crate::helpers::*;
+use base64::Engine;
+use chrono::{Duration, TimeZone, Utc};
+use serde_json::{json, Value};
+
+const RST: &str = "P-RST-001";
+
+#[tokio::test]
+async fn a_closed_day_gets_signed_reproducible_statements_and_later_records_are_late() {
+    let app = spawn_app().await;
+    let rst = app.partner(RST);
+    let tz = chrono_tz::Asia::Shanghai;
+    let today = Utc::now().with_timezone(&tz).date_naive();
+    let yesterday = today.pred_opt().unwrap();
+    let at = |h: u32| {
+        tz.from_local_datetime(&yesterday.and_hms_opt(h, 0, 0).unwrap())
+            .unwrap()
+            .to_rfc3339()
+    };
+    let sale = |id: &str, gross: i64, discount: i64, when: String| {
+        json!({"partner_txn_id": id, "card_no": GOLD_CARD, "store_id": "store-1",
+               "occurred_at": when, "gross_fen": gross, "discount_fen": discount, "redeem_points": 0})
+    };
+    let a = rst
+        .post_idem(
+            "/v1/transactions",
+            &sale("S-A", 10_000, 1_200, at(12)),
+            &idem(),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+    let b = rst
+        .post_idem("/v1/transactions", &sale("S-B", 5_000, 0, at(13)), &idem())
+        .await;
+    assert_eq!(b.status, 201);
+    let b_id = b.json()["txn_id"].as_str().unwrap().to_owned();
+    let rev = rst
+        .post_idem(&format!("/v1/transactions/{b_id}/reversals"),
+            &json!({"partner_reversal_id": "R-1", "gross_fen": 2_000, "reason": "return", "occurred_at": at(14)}), &idem())
+        .await;
+    assert_eq!(rev.status, 201);
+
+    // Today has not ended: refused.
+    let (code, _, err) = admin(&app, &["settle", &today.to_string()]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("has not ended"), "{err}");
+
+    let out = assert_ok(admin(&app, &["settle", &yesterday.to_string()]).await);
+    assert!(out.contains("closed"), "{out}");
+    let dir = app
+        .settings
+        .statements_dir()
+        .join(yesterday.to_string())
+        .join("v1");
+    let statement = std::fs::read_to_string(dir.join("partners/P-RST-001.csv")).unwrap();
+    let lines: Vec<&str> = statement.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 4, "{statement}");
+    assert!(lines[0].starts_with("business_date,partner_code,txn_id,partner_txn_id,kind,"));
+    // Sale A: subsidy 360, reimbursement 0, issue fee round(132 × 0.8) = 106, commission 200.
+    let sale_a = lines.iter().find(|l| l.contains(",S-A,")).unwrap();
+    assert!(
+        sale_a.contains(",100.00,12.00,0,0.00,132,3.60,0.00,1.06,2.00,0.54,not-submitted,1,"),
+        "{sale_a}"
+    );
+    // The reversal takes back 2/5 of sale B's columns, negative.
+    let rev_line = lines.iter().find(|l| l.contains(",reversal,R-1,")).unwrap();
+    assert!(rev_line.contains(",-20.00,0.00,0,0.00,-30,"), "{rev_line}");
+
+    // The manifest is signed by the gateway over its canonical JSON.
+    let manifest_bytes = std::fs::read(dir.join("manifest.json")).unwrap();
+    let mut manifest: Value = serde_json::from_slice(&manifest_bytes).unwrap();
+    let sig = manifest
+        .as_object_mut()
+        .unwrap()
+        .remove("signature")
+        .unwrap();
+    let canonical = serde_json_canonicalizer::to_vec(&manifest).unwrap();
+    let jwk = rst.app_gateway_keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == sig["keyid"])
+        .unwrap()
+        .clone();
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jwk["x"].as_str().unwrap())
+        .unwrap();
+    let public =
+        alliance_gateway::pki::keys::PublicKey::new(alliance_gateway::pki::keys::Alg::Ed25519, raw)
+            .unwrap();
+    let value = base64::engine::general_purpose::STANDARD
+        .decode(sig["value"].as_str().unwrap())
+        .unwrap();
+    assert!(
+        public.verify(&canonical, &value),
+        "the manifest signature verifies"
+    );
+    assert_eq!(manifest["totals"]["sales"], 2);
+    assert_eq!(manifest["totals"]["reversals"], 1);
+    let file_sha = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "partners/P-RST-001.csv")
+        .unwrap()["sha256"]
+        .clone();
+    assert_eq!(
+        file_sha,
+        json!(alliance_gateway::settlement::files::sha256_hex(
+            statement.as_bytes()
+        ))
+    );
+
+    // Settling again rewrites byte-identical files.
+    let summary = std::fs::read(dir.join("summary.csv")).unwrap();
+    let again = assert_ok(admin(&app, &["settle", &yesterday.to_string()]).await);
+    assert!(again.contains("already closed"), "{again}");
+    assert_eq!(
+        std::fs::read(dir.join("manifest.json")).unwrap(),
+        manifest_bytes
+    );
+    assert_eq!(std::fs::read(dir.join("summary.csv")).unwrap(), summary);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("partners/P-RST-001.csv")).unwrap(),
+        statement
+    );
+
+    // A sale dated in the closed day is booked late into the next open day.
+    let late = rst
+        .post_idem("/v1/transactions", &sale("S-C", 1_000, 0, at(20)), &idem())
+        .await;
+    assert_eq!(late.status, 201);
+    assert_eq!(late.json()["late"], true);
+    assert_eq!(
+        late.json()["business_date"],
+        (yesterday + Duration::days(1)).to_string()
+    );
+}
