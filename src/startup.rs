@@ -35,6 +35,8 @@ pub struct Application {
     api: Server,
     ops: Server,
     upkeep: Vec<tokio::task::JoinHandle<()>>,
+    /// The settlement ticker, kept alive as long as the application.
+    _scheduler: Option<tokio_cron_scheduler::JobScheduler>,
 }
 
 impl Application {
@@ -94,6 +96,7 @@ impl Application {
             )),
         };
         let rate_limits = state.rate_limits.clone();
+        let settlement_state = state.clone();
         crate::http::metrics::handle();
 
         let listener = TcpListener::bind(&settings.listen)
@@ -173,6 +176,11 @@ impl Application {
             tokio::spawn(registry_upkeep(pool, rate_limits)),
             tokio::spawn(reload_crl(verifier)),
         ];
+        let scheduler = if settings.settlement_enabled {
+            Some(start_settlement(settlement_state).await?)
+        } else {
+            None
+        };
         tracing::info!(api.port = port, ops.port = ops_port, gateway.key_id = %gateway_key_id, "gateway listening");
         Ok(Application {
             port,
@@ -180,6 +188,7 @@ impl Application {
             api,
             ops,
             upkeep,
+            _scheduler: scheduler,
         })
     }
 
@@ -250,6 +259,71 @@ async fn registry_upkeep(pool: Pool, rate_limits: Arc<crate::rate_limit::Identit
                 tracing::warn!(error.message = %e, "counting expiring certificates failed")
             }
             Err(e) => tracing::warn!(error.message = %e, "registry upkeep task failed"),
+        }
+    }
+}
+
+/// Settles every due day once now (catching up on nights the gateway was down) and on every
+/// firing of `ALLIANCE_SETTLEMENT_CRON`. The scheduler is only a ticker: `settle_due` decides
+/// which days are due, and the unique row per day makes sure only one instance settles it.
+async fn start_settlement(state: AppState) -> anyhow::Result<tokio_cron_scheduler::JobScheduler> {
+    use tokio_cron_scheduler::{Job, JobScheduler};
+    if crate::settlement::due_through(
+        &state.settings.settlement_cron,
+        state.settings.timezone,
+        chrono::Utc::now(),
+    )
+    .is_none()
+    {
+        anyhow::bail!(
+            "ALLIANCE_SETTLEMENT_CRON {:?} is not a cron expression (seconds field first)",
+            state.settings.settlement_cron
+        );
+    }
+    tokio::spawn(settle_now(state.clone(), "start-up catch-up"));
+    let scheduler = JobScheduler::new().await?;
+    let tz = state.settings.timezone;
+    let cron = state.settings.settlement_cron.clone();
+    scheduler
+        .add(Job::new_async_tz(cron.as_str(), tz, move |_id, _lock| {
+            Box::pin(settle_now(state.clone(), "scheduled"))
+        })?)
+        .await?;
+    scheduler.start().await?;
+    Ok(scheduler)
+}
+
+async fn settle_now(state: AppState, why: &'static str) {
+    let st = state.clone();
+    let outcome = state
+        .db
+        .run(
+            move || -> anyhow::Result<Vec<crate::settlement::DayOutcome>> {
+                let mut conn = st.pool.get()?;
+                let signer = crate::settlement::Signer {
+                    key: &st.gateway_key,
+                    key_id: &st.gateway_key_id,
+                };
+                Ok(crate::settlement::settle_due(
+                    &mut conn,
+                    &st.settings,
+                    &signer,
+                    chrono::Utc::now(),
+                )?)
+            },
+        )
+        .await;
+    match outcome {
+        Ok(Ok(days)) => {
+            for d in days {
+                tracing::info!(settlement.day = %d.business_date, settlement.version = d.version, settlement.partners = d.partners, settlement.trigger = why, "business day settled");
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error.message = %e, settlement.trigger = why, "settlement failed")
+        }
+        Err(e) => {
+            tracing::error!(error.message = %e, settlement.trigger = why, "settlement task failed")
         }
     }
 }

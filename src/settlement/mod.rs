@@ -6,9 +6,12 @@
 //! taken at closing. Settling a closed day again rewrites byte-identical files. The CLI
 //! (`settle`, `scripts/settle.sh`) calls it; the nightly ticker is to call the same function.
 //!
+//! `serve` runs [`settle_due`] at start-up (catch-up) and on every firing of
+//! `ALLIANCE_SETTLEMENT_CRON` (tokio-cron-scheduler is only the ticker).
+//!
 //! Not built yet (see the closing note): reconciliation uploads (every line is
-//! `not-submitted`), versions after 1, the nightly ticker and start-up catch-up, the finance
-//! downloads, and streaming (a partner's day is held in memory while its file is written).
+//! `not-submitted`), versions after 1, the finance downloads, and streaming (a partner's day
+//! is held in memory while its file is written).
 pub mod files;
 pub mod lines;
 
@@ -28,7 +31,7 @@ use crate::partners::terms::{SettlementTerms, Terms};
 use crate::pki::keys::PrivateKey;
 use crate::pki::PkiError;
 use base64::Engine;
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 use files::{guard, Csv};
 use lines::Money;
 use serde::{Deserialize, Serialize};
@@ -74,6 +77,48 @@ pub struct DayOutcome {
     pub dir: PathBuf,
 }
 
+/// The last business day whose scheduled closing has passed at `now`: day D closes at the
+/// first firing of `cron` (seconds field first, in the alliance timezone) after D ends. None
+/// when the expression does not parse.
+pub fn due_through(cron: &str, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Option<NaiveDate> {
+    let schedule = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(cron)
+        .ok()?;
+    let today = business_day(now, tz);
+    // Yesterday is due once the first firing after today's midnight has passed; otherwise
+    // the day before it (whose closing time came a day earlier).
+    let midnight = tz
+        .from_local_datetime(&today.and_hms_opt(0, 0, 0)?)
+        .earliest()?;
+    let closing = schedule.find_next_occurrence(&midnight, true).ok()?;
+    let yesterday = today.pred_opt()?;
+    if closing.with_timezone(&Utc) <= now {
+        Some(yesterday)
+    } else {
+        yesterday.pred_opt()
+    }
+}
+
+/// Settles every day that is due at `now` (the ticker's and start-up catch-up's entry point).
+/// Returns nothing to do when no day is due or every due day is settled.
+pub fn settle_due(
+    conn: &mut DbConn,
+    settings: &Settings,
+    signer: &Signer<'_>,
+    now: DateTime<Utc>,
+) -> Result<Vec<DayOutcome>, SettleError> {
+    let Some(through) = due_through(&settings.settlement_cron, settings.timezone, now) else {
+        return Ok(Vec::new());
+    };
+    if BusinessDays::last_closed(conn)?.is_some_and(|closed| closed >= through) {
+        return Ok(Vec::new());
+    }
+    settle_through(conn, settings, signer, through, now)
+}
+
 /// The signing key of statements: the gateway's.
 pub struct Signer<'a> {
     pub key: &'a PrivateKey,
@@ -101,10 +146,14 @@ pub fn settle_through(
     .flatten()
     .min()
     .unwrap_or(through);
+    if through < first {
+        // Before the alliance's first business day (and before any booked record).
+        return Ok(Vec::new());
+    }
     let start = match BusinessDays::last_closed(conn)? {
         Some(closed) if closed >= through => through,
         Some(closed) => closed.succ_opt().unwrap_or(through).min(through),
-        None => first.min(through),
+        None => first,
     };
     let mut out = Vec::new();
     let mut day = start;
@@ -518,4 +567,25 @@ fn line(
         seq.to_string(),
         hash.clone(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_is_due_after_its_closing_time() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let at = |d: u32, h: u32| {
+            tz.with_ymd_and_hms(2026, 12, d, h, 0, 0)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 12, d).unwrap();
+        // Default: 02:00 the next day.
+        assert_eq!(due_through("0 0 2 * * *", tz, at(5, 1)), Some(day(3)));
+        assert_eq!(due_through("0 0 2 * * *", tz, at(5, 3)), Some(day(4)));
+        assert_eq!(due_through("0 30 0 * * *", tz, at(5, 1)), Some(day(4)));
+        assert_eq!(due_through("not a cron", tz, at(5, 1)), None);
+    }
 }

@@ -138,3 +138,67 @@ async fn a_closed_day_gets_signed_reproducible_statements_and_later_records_are_
         (yesterday + Duration::days(1)).to_string()
     );
 }
+
+#[tokio::test]
+async fn a_gateway_that_starts_after_closing_time_catches_up_on_every_due_day() {
+    let app = spawn_app().await;
+    let rst = app.partner(RST);
+    let tz = chrono_tz::Asia::Shanghai;
+    let today = Utc::now().with_timezone(&tz).date_naive();
+    let three_days_ago = today - Duration::days(3);
+    let when = tz
+        .from_local_datetime(&three_days_ago.and_hms_opt(12, 0, 0).unwrap())
+        .unwrap()
+        .to_rfc3339();
+    let body = json!({"partner_txn_id": "OLD-1", "card_no": GOLD_CARD, "store_id": "store-1",
+        "occurred_at": when, "gross_fen": 1_000, "discount_fen": 0, "redeem_points": 0});
+    assert_eq!(
+        rst.post_idem("/v1/transactions", &body, &idem())
+            .await
+            .status,
+        201
+    );
+
+    // A second instance on the same database starts: its start-up catch-up settles every day
+    // from the backdated record's day up to the last one whose closing time has passed.
+    let second = alliance_gateway::startup::Application::build(app.settings.clone())
+        .await
+        .unwrap();
+    tokio::spawn(second.run_until_stopped());
+    let due =
+        alliance_gateway::settlement::due_through(&app.settings.settlement_cron, tz, Utc::now())
+            .unwrap();
+    let mut closed = 0;
+    for _ in 0..50 {
+        closed = app.count("business_days WHERE status = 'closed'");
+        if closed == (due - three_days_ago).num_days() + 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        closed,
+        (due - three_days_ago).num_days() + 1,
+        "every due day is closed, oldest first"
+    );
+    let first = app
+        .settings
+        .statements_dir()
+        .join(three_days_ago.to_string())
+        .join("v1");
+    assert!(first.join("partners/P-RST-001.csv").exists());
+    assert!(first.join("manifest.json").exists());
+    // Empty days close too, with a summary and a manifest but no partner statement.
+    let empty = app
+        .settings
+        .statements_dir()
+        .join((three_days_ago + Duration::days(1)).to_string())
+        .join("v1");
+    assert!(empty.join("manifest.json").exists());
+    assert!(!empty.join("partners/P-RST-001.csv").exists());
+    assert_eq!(
+        app.count("settlement_runs"),
+        closed,
+        "one run per day, whoever settled it"
+    );
+}
