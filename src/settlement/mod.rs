@@ -569,6 +569,47 @@ fn line(
     ]
 }
 
+/// Settlement runs in a date range (inclusive), for finance: `business_date`, `version`,
+/// `status` (`settled` for a day's latest version, `superseded` for earlier ones), `partners`
+/// (rows of its summary) and `net_yuan`, read from the run's manifest.
+pub fn list_runs(
+    conn: &mut DbConn,
+    settings: &Settings,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<Value>, SettleError> {
+    let runs = SettlementRun::in_range(conn, from, to)?;
+    let mut out = Vec::with_capacity(runs.len());
+    let mut latest_seen: Option<NaiveDate> = None;
+    for run in runs {
+        // Newest version first within a day.
+        let status = if latest_seen == Some(run.business_date) {
+            "superseded"
+        } else {
+            latest_seen = Some(run.business_date);
+            "settled"
+        };
+        let path = settings
+            .statements_dir()
+            .join(run.business_date.to_string())
+            .join(format!("v{}", run.version))
+            .join("manifest.json");
+        let manifest: Value = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        let partners = manifest["partners"].as_array().map_or(0, Vec::len);
+        out.push(json!({
+            "business_date": run.business_date.to_string(),
+            "version": run.version,
+            "status": status,
+            "partners": partners,
+            "net_yuan": manifest["totals"]["net_yuan"].as_str().unwrap_or("0.00"),
+        }));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

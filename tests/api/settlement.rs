@@ -127,6 +127,25 @@ async fn a_closed_day_gets_signed_reproducible_statements_and_later_records_are_
         statement
     );
 
+    // Finance sees the run.
+    assert_ok(admin(&app, &["finance", "add", "fin"]).await);
+    let runs = app
+        .finance("fin")
+        .http
+        .get(app.url(&format!(
+            "/v1/finance/settlements?from={yesterday}&to={today}"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(runs["items"][0]["business_date"], yesterday.to_string());
+    assert_eq!(runs["items"][0]["status"], "settled");
+    assert_eq!(runs["items"][0]["partners"], 1);
+    assert_eq!(runs["items"][0]["net_yuan"], manifest["totals"]["net_yuan"]);
+
     // A sale dated in the closed day is booked late into the next open day.
     let late = rst
         .post_idem("/v1/transactions", &sale("S-C", 1_000, 0, at(20)), &idem())

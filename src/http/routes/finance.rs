@@ -1,17 +1,19 @@
+use super::blocking;
 use crate::http::extract::FinanceCaller;
 use crate::http::problem::Problem;
-use actix_web::{HttpRequest, HttpResponse};
+use crate::http::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::NaiveDate;
 
 /// The widest `from`..`to` range a list accepts (contract section 13).
 const MAX_RANGE_DAYS: i64 = 92;
+/// The range listed when `from` is left out: the last month.
+const DEFAULT_RANGE_DAYS: i64 = 31;
 
-/// `GET /v1/finance/settlements?from=&to=` — settlement runs in a date range (inclusive).
-///
-/// Settlement runs are produced by the nightly settlement, which is not built yet: until it
-/// is, no run exists and the list is empty. The route exists now so that finance identities
-/// and role separation can be used and tested end to end.
+/// `GET /v1/finance/settlements?from=&to=` — settlement runs in a date range (inclusive;
+/// default: the last 31 days).
 pub async fn settlements(
+    state: web::Data<AppState>,
     _finance: FinanceCaller,
     req: HttpRequest,
 ) -> Result<HttpResponse, Problem> {
@@ -41,5 +43,15 @@ pub async fn settlements(
     if !errors.is_empty() {
         return Err(Problem::validation(serde_json::Value::Array(errors)));
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": [], "next_cursor": null })))
+    let today = crate::alliance::business_day(chrono::Utc::now(), state.settings.timezone);
+    let to = to.unwrap_or(today);
+    let from = from.unwrap_or(to - chrono::TimeDelta::days(DEFAULT_RANGE_DAYS));
+    let st = state.clone();
+    let items = blocking(&state, move || {
+        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
+        crate::settlement::list_runs(&mut conn, &st.settings, from, to)
+            .map_err(|e| Problem::internal(&e))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next_cursor": null })))
 }
