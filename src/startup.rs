@@ -144,6 +144,31 @@ impl Application {
                     "/v1/finance/settlements",
                     web::get().to(routes::finance::settlements),
                 )
+                .route(
+                    "/v1/finance/settlements/{date}/partners/{file}",
+                    web::get().to(routes::statements::finance_partner_file),
+                )
+                .route(
+                    "/v1/finance/settlements/{date}/rerun",
+                    web::post().to(routes::statements::rerun),
+                )
+                .route(
+                    "/v1/finance/settlements/{date}/{file}",
+                    web::get().to(routes::statements::finance_file),
+                )
+                .route("/v1/statements", web::get().to(routes::statements::list))
+                .route(
+                    "/v1/statements/{business_date}",
+                    web::get().to(routes::statements::statement),
+                )
+                .route(
+                    "/v1/statements/{business_date}/manifest",
+                    web::get().to(routes::statements::manifest),
+                )
+                .route(
+                    "/v1/statements/{business_date}/discrepancies",
+                    web::get().to(routes::statements::discrepancies),
+                )
                 .default_service(web::to(routes::not_found))
         })
         .on_connect(tls::on_connect)

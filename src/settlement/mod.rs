@@ -41,6 +41,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettleError {
+    #[error("no such statement")]
+    NotFound,
+    #[error("{0} is not closed yet")]
+    DayNotClosed(NaiveDate),
     #[error("{0} has not ended yet in the alliance timezone; it can be settled from tomorrow")]
     DayNotEnded(NaiveDate),
     #[error(transparent)]
@@ -608,6 +612,142 @@ pub fn list_runs(
         }));
     }
     Ok(out)
+}
+
+/// The version to read: the one asked for, or the day's latest.
+fn run_version(
+    conn: &mut DbConn,
+    day: NaiveDate,
+    version: Option<i64>,
+) -> Result<SettlementRun, SettleError> {
+    let latest = SettlementRun::latest(conn, day)?.ok_or(SettleError::NotFound)?;
+    match version {
+        None => Ok(latest),
+        Some(v) if v >= 1 && v <= latest.version => Ok(SettlementRun {
+            version: v,
+            ..latest
+        }),
+        Some(_) => Err(SettleError::NotFound),
+    }
+}
+
+/// One file of a settled day (`summary.csv`, `partners/<CODE>.csv`, `manifest.json`, …):
+/// its version and bytes. `name` must be built from validated parts by the caller.
+pub fn read_file(
+    conn: &mut DbConn,
+    settings: &Settings,
+    day: NaiveDate,
+    version: Option<i64>,
+    name: &str,
+) -> Result<(i64, Vec<u8>), SettleError> {
+    let run = run_version(conn, day, version)?;
+    let path = settings
+        .statements_dir()
+        .join(day.to_string())
+        .join(format!("v{}", run.version))
+        .join(name);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok((run.version, bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(SettleError::NotFound),
+        Err(e) => Err(PkiError::io(&path, e).into()),
+    }
+}
+
+/// A partner's rows of a day's `discrepancies.csv` (with the header).
+pub fn partner_discrepancies(
+    conn: &mut DbConn,
+    settings: &Settings,
+    day: NaiveDate,
+    version: Option<i64>,
+    partner: &str,
+) -> Result<(i64, Vec<u8>), SettleError> {
+    let (v, bytes) = read_file(conn, settings, day, version, "discrepancies.csv")?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut out = String::new();
+    for (i, line) in text.split_inclusive("\r\n").enumerate() {
+        // Column 2 is partner_code; codes never need quoting.
+        if i == 0 || line.split(',').nth(1) == Some(partner) {
+            out.push_str(line);
+        }
+    }
+    Ok((v, out.into_bytes()))
+}
+
+/// A partner's statements in a date range: `{business_date, version, rows, sha256}` for the
+/// latest version of each day it has a statement.
+pub fn partner_statements(
+    conn: &mut DbConn,
+    settings: &Settings,
+    partner: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<Value>, SettleError> {
+    let mut out = Vec::new();
+    let mut seen: Option<NaiveDate> = None;
+    for run in SettlementRun::in_range(conn, from, to)? {
+        if seen == Some(run.business_date) {
+            continue;
+        }
+        seen = Some(run.business_date);
+        let path = settings
+            .statements_dir()
+            .join(run.business_date.to_string())
+            .join(format!("v{}", run.version))
+            .join(format!("partners/{partner}.manifest.json"));
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let m: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| DbError::Invariant(format!("{}: {e}", path.display())))?;
+        out.push(json!({
+            "business_date": run.business_date.to_string(),
+            "version": run.version,
+            "rows": m["files"][0]["rows"],
+            "sha256": m["files"][0]["sha256"],
+        }));
+    }
+    Ok(out)
+}
+
+/// Finance's rerun of a closed day: rewrites its latest version from the records and the
+/// day's snapshot (byte-identical when nothing changed). Reconciliation uploads are not built
+/// yet, so nothing can change a closed day's inputs and the version stays the same.
+pub fn rerun(
+    conn: &mut DbConn,
+    settings: &Settings,
+    signer: &Signer<'_>,
+    day: NaiveDate,
+    actor: &str,
+) -> Result<(i64, Vec<String>), SettleError> {
+    let run = SettlementRun::latest(conn, day)?.ok_or(SettleError::DayNotClosed(day))?;
+    let snapshot: Snapshot = serde_json::from_str(&run.snapshot_json)
+        .map_err(|e| DbError::Invariant(format!("snapshot of {day}: {e}")))?;
+    let (dir, _, manifest_sha) = write_files(conn, settings, signer, &run, &snapshot)?;
+    write_tx(conn, |conn| -> Result<(), SettleError> {
+        SettlementRun::set_manifest(conn, day, run.version, &manifest_sha)?;
+        crate::audit::record(
+            conn,
+            actor,
+            "settlement.rerun",
+            &day.to_string(),
+            &json!({ "version": run.version, "manifest_sha256": manifest_sha, "result": "ok" }),
+        )?;
+        Ok(())
+    })?;
+    let manifest: Value = std::fs::read(dir.join("manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    let mut files: Vec<String> = manifest["files"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(|x| x["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.push("manifest.json".to_owned());
+    Ok((run.version, files))
 }
 
 #[cfg(test)]

@@ -146,6 +146,80 @@ async fn a_closed_day_gets_signed_reproducible_statements_and_later_records_are_
     assert_eq!(runs["items"][0]["partners"], 1);
     assert_eq!(runs["items"][0]["net_yuan"], manifest["totals"]["net_yuan"]);
 
+    // The partner downloads its own statement and manifest, byte for byte.
+    let own = rst.get(&format!("/v1/statements/{yesterday}")).await;
+    assert_eq!(own.status, 200);
+    assert_eq!(own.body, statement.as_bytes());
+    assert!(own.header("content-type").unwrap().starts_with("text/csv"));
+    let own_manifest = rst
+        .get(&format!("/v1/statements/{yesterday}/manifest"))
+        .await;
+    assert_eq!(
+        own_manifest.json()["chain_head"].as_str().unwrap().len(),
+        64
+    );
+    let own_disc = rst
+        .get(&format!("/v1/statements/{yesterday}/discrepancies"))
+        .await;
+    assert_eq!(
+        String::from_utf8_lossy(&own_disc.body).lines().count(),
+        1,
+        "header only"
+    );
+    let listed = rst
+        .get(&format!("/v1/statements?from={yesterday}&to={today}"))
+        .await
+        .json();
+    assert_eq!(listed["items"][0]["rows"], 3);
+    app.partner("P-CIN-001")
+        .get(&format!("/v1/statements/{yesterday}"))
+        .await
+        .assert_problem(404, "statement-not-found");
+    rst.get(&format!("/v1/statements/{yesterday}?version=2"))
+        .await
+        .assert_problem(404, "statement-not-found");
+
+    // Finance downloads the run's files and reruns the closed day: same version, same bytes.
+    let fin = app.finance("fin");
+    let summary_dl = fin
+        .get(&format!("/v1/finance/settlements/{yesterday}/summary.csv"))
+        .await;
+    assert_eq!(summary_dl.body, summary);
+    let partner_dl = fin
+        .get(&format!(
+            "/v1/finance/settlements/{yesterday}/partners/P-RST-001.csv"
+        ))
+        .await;
+    assert_eq!(partner_dl.body, statement.as_bytes());
+    rst.get(&format!("/v1/finance/settlements/{yesterday}/summary.csv"))
+        .await
+        .assert_problem(403, "forbidden");
+    let rerun = fin
+        .send(&fin.sign(
+            "POST",
+            &format!("/v1/finance/settlements/{yesterday}/rerun"),
+            None,
+        ))
+        .await;
+    assert_eq!(
+        rerun.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&rerun.body)
+    );
+    assert_eq!(rerun.json()["version"], 1);
+    assert_eq!(
+        std::fs::read(dir.join("manifest.json")).unwrap(),
+        manifest_bytes
+    );
+    fin.send(&fin.sign(
+        "POST",
+        &format!("/v1/finance/settlements/{today}/rerun"),
+        None,
+    ))
+    .await
+    .assert_problem(422, "day-not-closed");
+
     // A sale dated in the closed day is booked late into the next open day.
     let late = rst
         .post_idem("/v1/transactions", &sale("S-C", 1_000, 0, at(20)), &idem())
