@@ -17,6 +17,7 @@ pub mod members;
 pub mod partners;
 pub mod pki;
 pub mod rate_limit;
+pub mod reconciliation;
 pub mod settlement;
 pub mod signature;
 pub mod startup;

@@ -156,6 +156,10 @@ impl Application {
                     "/v1/finance/settlements/{date}/{file}",
                     web::get().to(routes::statements::finance_file),
                 )
+                .route(
+                    "/v1/reconciliation/{business_date}",
+                    web::put().to(routes::reconciliation::upload),
+                )
                 .route("/v1/statements", web::get().to(routes::statements::list))
                 .route(
                     "/v1/statements/{business_date}",

@@ -16,6 +16,7 @@ pub mod nonces;
 pub mod offer_versions;
 pub mod partner_chains;
 pub mod partners;
+pub mod reconciliation_uploads;
 pub mod reversals;
 pub mod schema;
 pub mod settlement_runs;

@@ -236,7 +236,20 @@ diesel::table! {
         version -> BigInt,
         closed_at -> Timestamp,
         snapshot_json -> Text,
+        recon_json -> Text,
         manifest_sha256 -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    reconciliation_uploads (id) {
+        id -> BigInt,
+        partner_code -> Text,
+        business_date -> Date,
+        rows -> BigInt,
+        body_sha256 -> Text,
+        body -> Text,
         created_at -> Timestamp,
     }
 }
@@ -267,4 +280,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     member_tokens,
     settlement_runs,
+    reconciliation_uploads,
 );

@@ -11,6 +11,7 @@ pub struct SettlementRun {
     pub version: i64,
     pub closed_at: NaiveDateTime,
     pub snapshot_json: String,
+    pub recon_json: String,
     pub manifest_sha256: Option<String>,
     pub created_at: NaiveDateTime,
 }

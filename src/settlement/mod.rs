@@ -22,6 +22,7 @@ use crate::db::business_days::BusinessDays;
 use crate::db::offer_versions::OfferVersion;
 use crate::db::partner_chains::ChainHead;
 use crate::db::partners::Partner;
+use crate::db::reconciliation_uploads::Upload;
 use crate::db::reversals::Reversal;
 use crate::db::settlement_runs::SettlementRun;
 use crate::db::transactions::Transaction;
@@ -30,6 +31,8 @@ use crate::domain::Fen;
 use crate::partners::terms::{SettlementTerms, Terms};
 use crate::pki::keys::PrivateKey;
 use crate::pki::PkiError;
+use crate::reconciliation::matching::{self, GatewayLine};
+use crate::reconciliation::Kind;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 use files::{guard, Csv};
@@ -117,10 +120,54 @@ pub fn settle_due(
     let Some(through) = due_through(&settings.settlement_cron, settings.timezone, now) else {
         return Ok(Vec::new());
     };
-    if BusinessDays::last_closed(conn)?.is_some_and(|closed| closed >= through) {
-        return Ok(Vec::new());
+    let mut out = if BusinessDays::last_closed(conn)?.is_some_and(|closed| closed >= through) {
+        Vec::new()
+    } else {
+        settle_through(conn, settings, signer, through, now)?
+    };
+    // Uploads for days already closed make a new version of those days.
+    let since = now.naive_utc() - chrono::TimeDelta::days(crate::reconciliation::MAX_AGE_DAYS + 1);
+    for day in Upload::days_uploaded_since(conn, since)? {
+        let Some(latest) = SettlementRun::latest(conn, day)? else {
+            continue;
+        };
+        if recon_json(&Upload::latest_ids(conn, day)?)? != latest.recon_json {
+            let (version, _) = rerun(conn, settings, signer, day, "system:settlement")?;
+            out.push(DayOutcome {
+                business_date: day,
+                version,
+                newly_closed: false,
+                partners: 0,
+                dir: settings
+                    .statements_dir()
+                    .join(day.to_string())
+                    .join(format!("v{version}")),
+            });
+        }
     }
-    settle_through(conn, settings, signer, through, now)
+    Ok(out)
+}
+
+fn recon_json(ids: &BTreeMap<String, i64>) -> Result<String, DbError> {
+    serde_json::to_string(ids).map_err(|e| DbError::Invariant(format!("recon set: {e}")))
+}
+
+/// The day the gateway booked the record an upload row names, if it has it at all.
+fn booked_day(
+    conn: &mut DbConn,
+    partner: &str,
+    row: &crate::reconciliation::Row,
+) -> Result<Option<NaiveDate>, DbError> {
+    let Some(t) = Transaction::find_by_partner_txn_id(conn, partner, &row.partner_txn_id)? else {
+        return Ok(None);
+    };
+    Ok(match row.kind {
+        Kind::Sale => Some(t.business_date),
+        Kind::Reversal => Reversal::of(conn, &t.txn_id)?
+            .into_iter()
+            .find(|r| r.partner_reversal_id == row.partner_reversal_id)
+            .map(|r| r.business_date),
+    })
 }
 
 /// The signing key of statements: the gateway's.
@@ -207,6 +254,7 @@ fn settle_day(
             closed_at: now,
             snapshot_json: serde_json::to_string(&snapshot)
                 .map_err(|e| DbError::Invariant(format!("snapshot: {e}")))?,
+            recon_json: recon_json(&Upload::latest_ids(conn, day)?)?,
             manifest_sha256: None,
             created_at: now,
         };
@@ -388,10 +436,14 @@ fn write_files(
         .and_utc()
         .with_timezone(&tz)
         .to_rfc3339_opts(SecondsFormat::Secs, false);
+    let recon: BTreeMap<String, i64> = serde_json::from_str(&run.recon_json)
+        .map_err(|e| DbError::Invariant(format!("recon set of {day}: {e}")))?;
     let mut codes = Transaction::partners_on(conn, day)?;
     codes.extend(Reversal::partners_on(conn, day)?);
+    codes.extend(recon.keys().cloned());
     codes.sort();
     codes.dedup();
+    let mut discrepancy_csv = Csv::new(snap.csv_bom, &DISCREPANCY_COLUMNS)?;
 
     let mut summary = Csv::new(snap.csv_bom, &SUMMARY_COLUMNS)?;
     let mut run_totals = Totals::default();
@@ -422,6 +474,65 @@ fn write_files(
             rows.push((r.seq, line(day, code, &t, Some(r), &m, tz), m, false));
         }
         rows.sort_by_key(|(seq, ..)| *seq);
+        // Reconcile against the partner's upload this version matches.
+        let upload_rows = match recon.get(code) {
+            Some(id) => {
+                let upload = Upload::find(conn, *id)?
+                    .ok_or_else(|| DbError::Invariant(format!("upload {id} is missing")))?;
+                Some(
+                    crate::reconciliation::parse(upload.body.as_bytes()).map_err(|_| {
+                        DbError::Invariant(format!("stored upload {id} no longer parses"))
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let gateway: Vec<GatewayLine> = rows
+            .iter()
+            .map(|(_, cells, m, is_sale)| GatewayLine {
+                partner_txn_id: cells[3].clone(),
+                kind: if *is_sale { Kind::Sale } else { Kind::Reversal },
+                partner_reversal_id: cells[5].clone(),
+                gross_fen: m.gross_fen.abs(),
+                discount_fen: m.discount_fen.abs(),
+                redeem_points: m.redeem_points.abs(),
+            })
+            .collect();
+        let mut elsewhere = BTreeMap::new();
+        if let Some(upload) = &upload_rows {
+            for r in upload {
+                let key = (r.partner_txn_id.clone(), r.partner_reversal_id.clone());
+                let on_this_day = gateway
+                    .iter()
+                    .any(|g| g.partner_txn_id == key.0 && g.partner_reversal_id == key.1);
+                if !on_this_day && !elsewhere.contains_key(&key) {
+                    let booked = booked_day(conn, code, r)?;
+                    elsewhere.insert(key, booked);
+                }
+            }
+        }
+        let outcome = matching::reconcile(&gateway, upload_rows.as_deref(), |r| {
+            elsewhere
+                .get(&(r.partner_txn_id.clone(), r.partner_reversal_id.clone()))
+                .copied()
+                .flatten()
+        });
+        for (row, status) in rows.iter_mut().zip(&outcome.line_status) {
+            row.1[19] = (*status).to_owned();
+        }
+        for d in &outcome.discrepancies {
+            discrepancy_csv.row(&[
+                day.to_string(),
+                guard(code),
+                guard(&d.partner_txn_id),
+                d.kind.to_owned(),
+                guard(&d.partner_reversal_id),
+                d.issue.to_owned(),
+                d.field.clone(),
+                d.gateway_value.clone(),
+                d.partner_value.clone(),
+            ])?;
+        }
         for (_, cells, m, is_sale) in &rows {
             csv.row(cells)?;
             totals.money.add(m);
@@ -471,7 +582,7 @@ fn write_files(
             yuan(m.issue_fee_fen),
             yuan(m.commission_fen),
             yuan(m.net_fen()),
-            "not-submitted".into(),
+            outcome.status.into(),
             sha.clone(),
             "CNY".into(),
         ])?;
@@ -489,11 +600,12 @@ fn write_files(
     let summary_rows = summary.rows;
     let summary_bytes = summary.finish()?;
     files::write_atomically(&dir.join("summary.csv"), &summary_bytes)?;
-    let discrepancies = Csv::new(snap.csv_bom, &DISCREPANCY_COLUMNS)?.finish()?;
+    let discrepancy_rows = discrepancy_csv.rows;
+    let discrepancies = discrepancy_csv.finish()?;
     files::write_atomically(&dir.join("discrepancies.csv"), &discrepancies)?;
     let mut all_files = vec![
         json!({ "name": "summary.csv", "rows": summary_rows, "sha256": files::sha256_hex(&summary_bytes) }),
-        json!({ "name": "discrepancies.csv", "rows": 0, "sha256": files::sha256_hex(&discrepancies) }),
+        json!({ "name": "discrepancies.csv", "rows": discrepancy_rows, "sha256": files::sha256_hex(&discrepancies) }),
     ];
     all_files.extend(manifest_files);
     let manifest = sign_manifest(
@@ -709,9 +821,10 @@ pub fn partner_statements(
     Ok(out)
 }
 
-/// Finance's rerun of a closed day: rewrites its latest version from the records and the
-/// day's snapshot (byte-identical when nothing changed). Reconciliation uploads are not built
-/// yet, so nothing can change a closed day's inputs and the version stays the same.
+/// Recomputes a closed day (finance's rerun, and the ticker for late uploads): with the same
+/// reconciliation uploads it rewrites the latest version byte for byte; when a partner has
+/// uploaded since, it makes version N+1 (the amounts cannot change, booking is closed; only
+/// the reconciliation does).
 pub fn rerun(
     conn: &mut DbConn,
     settings: &Settings,
@@ -719,11 +832,28 @@ pub fn rerun(
     day: NaiveDate,
     actor: &str,
 ) -> Result<(i64, Vec<String>), SettleError> {
-    let run = SettlementRun::latest(conn, day)?.ok_or(SettleError::DayNotClosed(day))?;
+    let run = write_tx(conn, |conn| -> Result<SettlementRun, SettleError> {
+        serialise(conn, locks::BOOKING)?;
+        let latest = SettlementRun::latest(conn, day)?.ok_or(SettleError::DayNotClosed(day))?;
+        let current = recon_json(&Upload::latest_ids(conn, day)?)?;
+        if current == latest.recon_json {
+            return Ok(latest);
+        }
+        let next = SettlementRun {
+            version: latest.version + 1,
+            recon_json: current,
+            manifest_sha256: None,
+            created_at: now_utc(),
+            ..latest
+        };
+        SettlementRun::insert(conn, &next)?;
+        Ok(next)
+    })?;
     let snapshot: Snapshot = serde_json::from_str(&run.snapshot_json)
         .map_err(|e| DbError::Invariant(format!("snapshot of {day}: {e}")))?;
     let (dir, _, manifest_sha) = write_files(conn, settings, signer, &run, &snapshot)?;
     write_tx(conn, |conn| -> Result<(), SettleError> {
+        // Only the first writer of a version records its hash (reruns rewrite the same bytes).
         SettlementRun::set_manifest(conn, day, run.version, &manifest_sha)?;
         crate::audit::record(
             conn,

@@ -295,3 +295,206 @@ async fn a_gateway_that_starts_after_closing_time_catches_up_on_every_due_day() 
         "one run per day, whoever settled it"
     );
 }
+
+/// A signed `PUT /v1/reconciliation/{day}` with a CSV body.
+async fn upload(client: &PartnerClient, day: &str, csv: &str) -> Response {
+    use alliance_gateway::signature::digest::content_digest;
+    use alliance_gateway::signature::sign::{sign_request, RequestToSign};
+    let path = format!("/v1/reconciliation/{day}");
+    let digest = content_digest(csv.as_bytes());
+    let nonce = nonce();
+    let h = sign_request(
+        &client.key,
+        &RequestToSign {
+            method: "PUT",
+            path: &path,
+            query: None,
+            content_type: Some("text/csv"),
+            content_digest: Some(&digest),
+            idempotency_key: None,
+            key_id: &client.key_id,
+            created: Utc::now().timestamp(),
+            nonce: &nonce,
+        },
+    )
+    .unwrap();
+    client
+        .send(&Outgoing {
+            method: "PUT".into(),
+            target: path,
+            body: csv.as_bytes().to_vec(),
+            headers: vec![
+                ("Signature-Input".into(), h.signature_input),
+                ("Signature".into(), h.signature),
+                ("Content-Type".into(), "text/csv".into()),
+                ("Content-Digest".into(), digest),
+            ],
+        })
+        .await
+}
+
+#[tokio::test]
+async fn uploads_are_reconciled_and_a_late_upload_makes_a_new_version() {
+    let app = spawn_app().await;
+    let rst = app.partner(RST);
+    let tz = chrono_tz::Asia::Shanghai;
+    let today = Utc::now().with_timezone(&tz).date_naive();
+    let yesterday = today.pred_opt().unwrap();
+    let at = |h: u32| {
+        tz.from_local_datetime(&yesterday.and_hms_opt(h, 0, 0).unwrap())
+            .unwrap()
+            .to_rfc3339()
+    };
+    let sale = |id: &str, gross: i64, discount: i64, when: String| {
+        json!({"partner_txn_id": id, "card_no": GOLD_CARD, "store_id": "store-1",
+               "occurred_at": when, "gross_fen": gross, "discount_fen": discount, "redeem_points": 0})
+    };
+    assert_eq!(
+        rst.post_idem(
+            "/v1/transactions",
+            &sale("S-A", 10_000, 1_200, at(10)),
+            &idem()
+        )
+        .await
+        .status,
+        201
+    );
+    let b = rst
+        .post_idem("/v1/transactions", &sale("S-B", 5_000, 0, at(11)), &idem())
+        .await;
+    let b_id = b.json()["txn_id"].as_str().unwrap().to_owned();
+    let rev = rst
+        .post_idem(&format!("/v1/transactions/{b_id}/reversals"),
+            &json!({"partner_reversal_id": "R-1", "gross_fen": 2_000, "reason": "return", "occurred_at": at(12)}), &idem())
+        .await;
+    assert_eq!(rev.status, 201);
+    assert_eq!(
+        rst.post_idem(
+            "/v1/transactions",
+            &sale("S-T", 700, 0, Utc::now().to_rfc3339()),
+            &idem()
+        )
+        .await
+        .status,
+        201
+    );
+
+    // Strict validation, with line numbers; nothing is stored.
+    let bad = "partner_txn_id,kind,partner_reversal_id,gross_yuan,discount_yuan,redeem_points\r\nS-A,sale,,100.00,12.00,0\r\nS-B,refund,,50,0,0\r\n";
+    let p = upload(&rst, &yesterday.to_string(), bad)
+        .await
+        .assert_problem(422, "validation-failed");
+    assert_eq!(p["errors"][0]["field"], "line 3: kind");
+    upload(&rst, &(today + Duration::days(1)).to_string(), "x")
+        .await
+        .assert_problem(422, "validation-failed");
+    assert_eq!(app.count("reconciliation_uploads"), 0);
+
+    let first = "partner_txn_id,kind,partner_reversal_id,gross_yuan,discount_yuan,redeem_points\r\n\
+S-A,sale,,100.00,12.00,0\r\nS-B,sale,,50.00,1.00,0\r\nS-B,reversal,R-1,20.00,0.00,0\r\nS-X,sale,,9.99,0,0\r\nS-T,sale,,7.00,0,0\r\n";
+    let res = upload(&rst, &yesterday.to_string(), first).await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.json()["rows"], 5);
+
+    assert_ok(admin(&app, &["settle", &yesterday.to_string()]).await);
+    let v1 = app
+        .settings
+        .statements_dir()
+        .join(yesterday.to_string())
+        .join("v1");
+    let statement = std::fs::read_to_string(v1.join("partners/P-RST-001.csv")).unwrap();
+    assert!(
+        statement
+            .lines()
+            .any(|l| l.contains(",S-A,") && l.contains(",matched,")),
+        "{statement}"
+    );
+    assert!(
+        statement
+            .lines()
+            .any(|l| l.contains(",S-B,sale,") && l.contains(",amount_mismatch,")),
+        "{statement}"
+    );
+    let disc = std::fs::read_to_string(v1.join("discrepancies.csv")).unwrap();
+    let issues: Vec<String> = disc
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').skip(2).take(7).collect::<Vec<_>>().join(","))
+        .collect();
+    assert_eq!(
+        issues,
+        vec![
+            "S-B,sale,,amount_mismatch,discount_yuan,0.00,1.00".to_owned(),
+            format!("S-T,sale,,booked_other_day,,{today},7.00"),
+            "S-X,sale,,missing_at_gateway,,,9.99".to_owned(),
+        ]
+    );
+    let summary = std::fs::read_to_string(v1.join("summary.csv")).unwrap();
+    assert!(summary.contains(",discrepancies,"), "{summary}");
+
+    // The partner corrects its file after closing: the next tick, or finance's rerun, makes v2.
+    let fixed =
+        "partner_txn_id,kind,partner_reversal_id,gross_yuan,discount_yuan,redeem_points\r\n\
+S-A,sale,,100.00,12.00,0\r\nS-B,sale,,50.00,0.00,0\r\nS-B,reversal,R-1,20.00,0.00,0\r\n";
+    assert_eq!(
+        upload(&rst, &yesterday.to_string(), fixed).await.status,
+        200
+    );
+    let v1_manifest = std::fs::read(v1.join("manifest.json")).unwrap();
+    assert_ok(admin(&app, &["finance", "add", "fin"]).await);
+    let fin = app.finance("fin");
+    let rerun = fin
+        .send(&fin.sign(
+            "POST",
+            &format!("/v1/finance/settlements/{yesterday}/rerun"),
+            None,
+        ))
+        .await;
+    assert_eq!(
+        rerun.json()["version"],
+        2,
+        "{}",
+        String::from_utf8_lossy(&rerun.body)
+    );
+    let v2 = app
+        .settings
+        .statements_dir()
+        .join(yesterday.to_string())
+        .join("v2");
+    assert!(std::fs::read_to_string(v2.join("summary.csv"))
+        .unwrap()
+        .contains(",reconciled,"));
+    assert_eq!(
+        std::fs::read(v1.join("manifest.json")).unwrap(),
+        v1_manifest,
+        "v1 is never rewritten"
+    );
+    // Amounts never change between versions: only the reconciliation does.
+    let m1: Value = serde_json::from_slice(&v1_manifest).unwrap();
+    let m2: Value =
+        serde_json::from_slice(&std::fs::read(v2.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m1["totals"], m2["totals"]);
+    let latest = rst.get(&format!("/v1/statements/{yesterday}")).await;
+    assert_eq!(latest.header("statement-version"), Some("2"));
+    let runs = fin
+        .get(&format!(
+            "/v1/finance/settlements?from={yesterday}&to={today}"
+        ))
+        .await
+        .json();
+    let statuses: Vec<(i64, String)> = runs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["version"].as_i64().unwrap(),
+                i["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![(2, "settled".to_owned()), (1, "superseded".to_owned())]
+    );
+}

@@ -1,1 +1,2 @@
+DROP TABLE reconciliation_uploads;
 DROP TABLE settlement_runs;

@@ -2,6 +2,7 @@ pub mod finance;
 pub mod keys;
 pub mod members;
 pub mod ops;
+pub mod reconciliation;
 pub mod statements;
 pub mod transactions;
 

@@ -1,0 +1,58 @@
+use super::blocking;
+use crate::http::extract::PartnerCaller;
+use crate::http::problem::Problem;
+use crate::http::AppState;
+use crate::reconciliation::{self, UploadError};
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{NaiveDate, SecondsFormat};
+
+impl From<UploadError> for Problem {
+    fn from(e: UploadError) -> Self {
+        match e {
+            UploadError::Invalid(errors) => {
+                Problem::validation(serde_json::to_value(errors).unwrap_or_default())
+            }
+            UploadError::Db(cause) => Problem::internal(&cause),
+        }
+    }
+}
+
+/// `PUT /v1/reconciliation/{business_date}` — the partner's own records of a day, as CSV.
+pub async fn upload(
+    state: web::Data<AppState>,
+    partner: PartnerCaller,
+    path: web::Path<String>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Problem> {
+    let csv = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("text/csv"));
+    if !csv {
+        return Err(Problem::new(
+            415,
+            "unsupported-media-type",
+            "Content-Type must be text/csv",
+        ));
+    }
+    let day = NaiveDate::parse_from_str(&path, "%Y-%m-%d").map_err(|_| {
+        Problem::validation(serde_json::json!([{ "field": "business_date", "message": "must be a date YYYY-MM-DD" }]))
+    })?;
+    let st = state.clone();
+    let (rows, accepted_at) = blocking(&state, move || {
+        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
+        let today = crate::alliance::business_day(chrono::Utc::now(), st.settings.timezone);
+        reconciliation::upload(&mut conn, partner.code.as_str(), day, today, &body)
+            .map_err(Problem::from)
+    })
+    .await?;
+    let accepted_at = accepted_at
+        .and_utc()
+        .with_timezone(&state.settings.timezone)
+        .to_rfc3339_opts(SecondsFormat::Secs, false);
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "rows": rows, "accepted_at": accepted_at })))
+}
