@@ -83,6 +83,16 @@ pub enum Command {
         /// YYYY-MM-DD.
         date: Option<String>,
     },
+    /// Check a settled day offline: manifests' signatures, files' SHA-256 and rows, totals
+    /// and, when the database is reachable, each partner's chain head.
+    VerifyStatement {
+        /// A run directory: statements/<date>/v<N>.
+        dir: PathBuf,
+        /// The gateway's public keys (a JWKS, `GET /v1/keys`, or a bundle's partner.json);
+        /// default: the registry's.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
     /// Same as `audit verify`.
     #[command(hide = true)]
     VerifyAuditLog,
@@ -151,6 +161,7 @@ pub fn main() -> ExitCode {
         Command::Audit(cmd) => audit::run(&settings, cmd),
         Command::VerifyChain { code } => verify_chain(&settings, &code),
         Command::Settle { date } => settle(&settings, date.as_deref()),
+        Command::VerifyStatement { dir, keys } => verify_statement(&settings, &dir, keys),
         Command::VerifyAuditLog => audit::run(&settings, audit::AuditCommand::Verify),
     }
 }
@@ -428,5 +439,40 @@ fn settle(settings: &Settings, date: Option<&str>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
+    }
+}
+
+fn verify_statement(settings: &Settings, dir: &std::path::Path, keys: Option<PathBuf>) -> ExitCode {
+    let mut conn = connect(settings).ok();
+    let jwks = match keys {
+        Some(path) => match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(v) => v,
+            Err(e) => return fail(format!("--keys {}: {e}", path.display())),
+        },
+        None => match conn.as_mut().map(crate::alliance::gateway_jwks) {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => return fail(e),
+            None => return fail("no database to read the gateway keys from: pass --keys FILE"),
+        },
+    };
+    match crate::settlement::verify::verify_dir(dir, &jwks, conn.as_mut()) {
+        Ok(v) => {
+            println!(
+                "{}: verified ({} files, {} partners{})",
+                dir.display(),
+                v.files,
+                v.partners,
+                if v.chains_checked {
+                    ", chain heads checked"
+                } else {
+                    ""
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("{}: {e}", dir.display())),
     }
 }

@@ -14,6 +14,7 @@
 //! is held in memory while its file is written).
 pub mod files;
 pub mod lines;
+pub mod verify;
 
 use crate::alliance::business_day;
 use crate::config::Settings;

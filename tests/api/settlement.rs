@@ -146,6 +146,52 @@ async fn a_closed_day_gets_signed_reproducible_statements_and_later_records_are_
     assert_eq!(runs["items"][0]["partners"], 1);
     assert_eq!(runs["items"][0]["net_yuan"], manifest["totals"]["net_yuan"]);
 
+    // verify-statement checks it offline; one changed byte, or a forged signature, fails it.
+    let dir_s = dir.to_str().unwrap();
+    let ok = assert_ok(admin(&app, &["verify-statement", dir_s]).await);
+    assert!(
+        ok.contains("verified") && ok.contains("chain heads checked"),
+        "{ok}"
+    );
+    let keys = app.settings.bundles_dir().join("P-RST-001/partner.json");
+    assert_ok(
+        admin(
+            &app,
+            &["verify-statement", dir_s, "--keys", keys.to_str().unwrap()],
+        )
+        .await,
+    );
+    let copy = app.home.path().join("tampered");
+    let copy_dir = |to: &std::path::Path| {
+        std::fs::create_dir_all(to.join("partners")).unwrap();
+        for f in [
+            "manifest.json",
+            "summary.csv",
+            "discrepancies.csv",
+            "partners/P-RST-001.csv",
+            "partners/P-RST-001.manifest.json",
+        ] {
+            std::fs::copy(dir.join(f), to.join(f)).unwrap();
+        }
+    };
+    copy_dir(&copy);
+    let edited = statement.replacen("0.54", "0.55", 1);
+    std::fs::write(copy.join("partners/P-RST-001.csv"), edited).unwrap();
+    let (code, _, err) = admin(&app, &["verify-statement", copy.to_str().unwrap()]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("SHA-256"), "{err}");
+    let forged = app.home.path().join("forged");
+    copy_dir(&forged);
+    let m = std::fs::read_to_string(forged.join("manifest.json")).unwrap();
+    std::fs::write(
+        forged.join("manifest.json"),
+        m.replacen("\"sales\": 2", "\"sales\": 3", 1),
+    )
+    .unwrap();
+    let (code, _, err) = admin(&app, &["verify-statement", forged.to_str().unwrap()]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("signature"), "{err}");
+
     // The partner downloads its own statement and manifest, byte for byte.
     let own = rst.get(&format!("/v1/statements/{yesterday}")).await;
     assert_eq!(own.status, 200);
