@@ -420,19 +420,33 @@ fn settle(settings: &Settings, date: Option<&str>) -> ExitCode {
         key: &key,
         key_id: &key_id,
     };
-    match crate::settlement::settle_through(&mut conn, settings, &signer, through, now) {
+    // A spinner while days settle (indicatif hides it when stderr is not a terminal), then a
+    // summary table.
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(format!("settling through {through}"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let outcome = crate::settlement::settle_through(&mut conn, settings, &signer, through, now);
+    bar.finish_and_clear();
+    match outcome {
         Ok(days) => {
+            println!(
+                "{:<12} {:>3}  {:<14} {:>8} {:>7} {:>13} {:>13}  FILES",
+                "DAY", "V", "", "PARTNERS", "LINES", "DISCREPANCIES", "NET (CNY)"
+            );
             for d in days {
                 println!(
-                    "{} v{}: {}{} partner statement(s) in {}",
-                    d.business_date,
+                    "{:<12} {:>3}  {:<14} {:>8} {:>7} {:>13} {:>13}  {}",
+                    d.business_date.to_string(),
                     d.version,
                     if d.newly_closed {
-                        "closed; "
+                        "closed"
                     } else {
-                        "already closed, files rewritten; "
+                        "already closed"
                     },
                     d.partners,
+                    d.lines,
+                    d.discrepancies,
+                    d.net_yuan,
                     d.dir.display()
                 );
             }

@@ -82,6 +82,10 @@ pub struct DayOutcome {
     /// False when the day had been closed before (its files were rewritten, identically).
     pub newly_closed: bool,
     pub partners: usize,
+    /// Statement lines, discrepancy rows and the net, for the summary table.
+    pub lines: usize,
+    pub discrepancies: usize,
+    pub net_yuan: String,
     pub dir: PathBuf,
 }
 
@@ -139,6 +143,9 @@ pub fn settle_due(
                 version,
                 newly_closed: false,
                 partners: 0,
+                lines: 0,
+                discrepancies: 0,
+                net_yuan: String::new(),
                 dir: settings
                     .statements_dir()
                     .join(day.to_string())
@@ -272,7 +279,16 @@ fn settle_day(
     let (run, newly_closed) = run;
     let snapshot: Snapshot = serde_json::from_str(&run.snapshot_json)
         .map_err(|e| DbError::Invariant(format!("snapshot of {day}: {e}")))?;
-    let (dir, partners, manifest_sha) = write_files(conn, settings, signer, &run, &snapshot)?;
+    let started = std::time::Instant::now();
+    let written = write_files(conn, settings, signer, &run, &snapshot)?;
+    let (dir, manifest_sha) = (written.dir.clone(), written.manifest_sha256.clone());
+    metrics::histogram!("alliance_settlement_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("alliance_settlement_lines_total").increment(written.lines as u64);
+    metrics::gauge!("alliance_settlement_discrepancies").set(written.discrepancies as f64);
+    metrics::gauge!("alliance_settlement_last_business_day").set(f64::from(
+        day.format("%Y%m%d").to_string().parse::<u32>().unwrap_or(0),
+    ));
     if run.manifest_sha256.as_deref() != Some(manifest_sha.as_str()) {
         write_tx(conn, |conn| {
             SettlementRun::set_manifest(conn, day, run.version, &manifest_sha)
@@ -282,7 +298,10 @@ fn settle_day(
         business_date: day,
         version: run.version,
         newly_closed,
-        partners,
+        partners: written.partners,
+        lines: written.lines,
+        discrepancies: written.discrepancies,
+        net_yuan: written.net_yuan,
         dir,
     })
 }
@@ -414,15 +433,24 @@ fn sign_manifest(mut manifest: Value, signer: &Signer<'_>) -> Result<Vec<u8>, Se
     Ok(text)
 }
 
-/// Writes `statements/<day>/v<N>/`; returns the directory, the partners with a statement and
-/// the manifest's SHA-256.
+/// What writing a run's files produced.
+struct Written {
+    dir: PathBuf,
+    partners: usize,
+    lines: usize,
+    discrepancies: usize,
+    net_yuan: String,
+    manifest_sha256: String,
+}
+
+/// Writes `statements/<day>/v<N>/`.
 fn write_files(
     conn: &mut DbConn,
     settings: &Settings,
     signer: &Signer<'_>,
     run: &SettlementRun,
     snap: &Snapshot,
-) -> Result<(PathBuf, usize, String), SettleError> {
+) -> Result<Written, SettleError> {
     let day = run.business_date;
     let tz: chrono_tz::Tz = snap
         .timezone
@@ -587,6 +615,17 @@ fn write_files(
             sha.clone(),
             "CNY".into(),
         ])?;
+        tracing::info!(
+            settlement.day = %day,
+            settlement.version = run.version,
+            partner.code = %code,
+            totals.sales = totals.sales,
+            totals.reversals = totals.reversals,
+            totals.gross_yuan = %yuan(m.gross_fen),
+            totals.net_yuan = %yuan(m.net_fen()),
+            recon.status = outcome.status,
+            "partner statement written"
+        );
         manifest_partners.push(json!({
             "partner_code": code,
             "chain_head": chain_head,
@@ -622,7 +661,14 @@ fn write_files(
         signer,
     )?;
     files::write_atomically(&dir.join("manifest.json"), &manifest)?;
-    Ok((dir, codes.len(), files::sha256_hex(&manifest)))
+    Ok(Written {
+        dir,
+        partners: codes.len(),
+        lines: (run_totals.sales + run_totals.reversals) as usize,
+        discrepancies: discrepancy_rows,
+        net_yuan: yuan(run_totals.money.net_fen()),
+        manifest_sha256: files::sha256_hex(&manifest),
+    })
 }
 
 /// One statement line (contract section 8 columns).
@@ -852,7 +898,8 @@ pub fn rerun(
     })?;
     let snapshot: Snapshot = serde_json::from_str(&run.snapshot_json)
         .map_err(|e| DbError::Invariant(format!("snapshot of {day}: {e}")))?;
-    let (dir, _, manifest_sha) = write_files(conn, settings, signer, &run, &snapshot)?;
+    let written = write_files(conn, settings, signer, &run, &snapshot)?;
+    let (dir, manifest_sha) = (written.dir, written.manifest_sha256);
     write_tx(conn, |conn| -> Result<(), SettleError> {
         // Only the first writer of a version records its hash (reruns rewrite the same bytes).
         SettlementRun::set_manifest(conn, day, run.version, &manifest_sha)?;
