@@ -6,6 +6,9 @@
 # with its own Idempotency-Key and member, 10 % of them redemptions with member tokens
 # (BENCH_REDEEM_PCT); with BENCH_DB=postgres://… it then runs pgbench -b tpcb-like (8 clients)
 # on the same server as a reference. BENCH_DB is wiped at the start of every run.
+# `scripts/bench.sh settle` records BENCH_TXNS sales (default 1,000,000) over 50 partners for
+# one day through the library and settles them: wall time, peak RSS, and the ratio to a bare
+# GROUP BY over the same table.
 # The gateway (SQLite, WAL) is pinned to CPU 0 and the load generator to CPU 1, so each has one
 # core. BENCH_SECONDS (default 20) sets each run's length; BENCH_DB=postgres://… benchmarks on
 # PostgreSQL instead.
@@ -16,7 +19,7 @@ if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
 fi
 source "$(dirname "$0")/lib.sh"
 what=${1:-verify}
-[[ "$what" == verify || "$what" == record ]] || { echo "usage: scripts/bench.sh verify|record" >&2; exit 2; }
+[[ "$what" == verify || "$what" == record || "$what" == settle ]] || { echo "usage: scripts/bench.sh verify|record|settle" >&2; exit 2; }
 seconds=${BENCH_SECONDS:-20}
 # The gateway as it is in this tree (unless ALLIANCE_BIN names another), and the load generator.
 (cd "$ROOT" && cargo build --release --locked --quiet --example loadgen --bin alliance-gateway)
@@ -37,6 +40,22 @@ if [[ -n "${BENCH_DB:-}" ]]; then
   export ALLIANCE_DATABASE_URL=$BENCH_DB
 fi
 "$BIN" init >/dev/null
+if [[ "$what" == settle ]]; then
+  # BENCH_TXNS sales (default 1,000,000) over 50 partners for yesterday, recorded straight
+  # through the library, then `settle` in its own process: wall time and peak RSS, against a
+  # bare GROUP BY over the same table.
+  (cd "$ROOT" && cargo build --release --locked --quiet --example settle_bench)
+  gen=$("$ROOT/target/release/examples/settle_bench" --txns "${BENCH_TXNS:-1000000}" --partners 50)
+  echo "$gen"
+  day=$(echo "$gen" | sed 's/.*"business_date":"\([0-9-]*\)".*/\1/')
+  agg=$(echo "$gen" | sed 's/.*"aggregate_s":\([0-9.e-]*\).*/\1/')
+  out=$( { /usr/bin/time -f '%e %M' "$BIN" settle "$day" >/dev/null; } 2>&1 | tail -n 1)
+  read -r secs rss <<<"$out"
+  echo "{\"settle_s\": $secs, \"settle_peak_rss_kb\": $rss, \"settle_over_aggregate\": $(awk -v a="$secs" -v b="$agg" 'BEGIN { printf "%.1f", a / b }')}"
+  "$BIN" verify-statement "$home/statements/$day/v1" | tail -n 1
+  rm -rf "$home"
+  exit 0
+fi
 "$BIN" onboard-partner "$ROOT/partner-specs/P-RST-001.toml" >/dev/null
 "$BIN" import-members "$ROOT/examples/data/members.csv" >/dev/null
 if [[ "$what" == record ]]; then

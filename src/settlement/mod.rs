@@ -405,8 +405,19 @@ fn terms_of(conn: &mut DbConn, partner: &str, version: i64) -> Result<Settlement
     Ok(terms.settlement)
 }
 
-fn sale_money(conn: &mut DbConn, t: &Transaction) -> Result<Money, DbError> {
-    let terms = terms_of(conn, &t.partner_code, t.offer_version)?;
+/// Settlement terms by (partner, offer version), read once per run: versions are immutable.
+type TermsCache = BTreeMap<(String, i64), SettlementTerms>;
+
+fn sale_money(conn: &mut DbConn, cache: &mut TermsCache, t: &Transaction) -> Result<Money, DbError> {
+    let key = (t.partner_code.clone(), t.offer_version);
+    let terms = match cache.get(&key) {
+        Some(terms) => terms.clone(),
+        None => {
+            let terms = terms_of(conn, &t.partner_code, t.offer_version)?;
+            cache.insert(key, terms.clone());
+            terms
+        }
+    };
     Ok(lines::sale_line(
         &terms,
         t.gross_fen,
@@ -473,6 +484,7 @@ fn write_files(
     codes.sort();
     codes.dedup();
     let mut discrepancy_csv = Csv::new(snap.csv_bom, &DISCREPANCY_COLUMNS)?;
+    let mut terms_cache = TermsCache::new();
 
     let mut summary = Csv::new(snap.csv_bom, &SUMMARY_COLUMNS)?;
     let mut run_totals = Totals::default();
@@ -486,14 +498,14 @@ fn write_files(
         let revs = Reversal::booked_on(conn, code, day)?;
         let mut rows: Vec<(i64, Vec<String>, Money, bool)> = Vec::new();
         for t in &sales {
-            let m = sale_money(conn, t)?;
+            let m = sale_money(conn, &mut terms_cache, t)?;
             rows.push((t.seq, line(day, code, t, None, &m, tz), m, true));
         }
         for r in &revs {
             let t = Transaction::by_id(conn, &r.txn_id)?.ok_or_else(|| {
                 DbError::Invariant(format!("reversal {} has no sale", r.reversal_id))
             })?;
-            let sale = sale_money(conn, &t)?;
+            let sale = sale_money(conn, &mut terms_cache, &t)?;
             let before: i64 = Reversal::of(conn, &t.txn_id)?
                 .iter()
                 .filter(|e| e.seq < r.seq)
