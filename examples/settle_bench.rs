@@ -26,7 +26,9 @@ fn main() {
     let partners = arg("--partners", 50);
     let members = arg("--members", 10_000);
     let settings = Settings::load().expect("configuration");
-    let mut conn = db::Manager::new(settings.database.clone()).connect().expect("database");
+    let mut conn = db::Manager::new(settings.database.clone())
+        .connect()
+        .expect("database");
     db::migrate(&mut conn).expect("migrations");
     let paths = alliance_gateway::pki::Paths::new(&settings);
     let ca = alliance_gateway::pki::ca::Ca::load(&paths).expect("run init first");
@@ -43,15 +45,23 @@ fn main() {
         let code = format!("B-{p:03}");
         let src = spec_src.replace("P-RST-001", &code);
         let spec = alliance_gateway::partners::spec::parse("bench.toml", &src).expect("spec");
-        alliance_gateway::partners::onboard::onboard(&settings, &mut conn, Some(&ca), &spec, Default::default(), today)
-            .expect("onboard");
+        alliance_gateway::partners::onboard::onboard(
+            &settings,
+            &mut conn,
+            Some(&ca),
+            &spec,
+            Default::default(),
+            today,
+        )
+        .expect("onboard");
         codes.push(alliance_gateway::domain::PartnerCode::parse(&code).expect("code"));
     }
     let mut csv = String::from("card_no,tier,status,birth_month,opening_points,phone\n");
     for m in 0..members {
         csv.push_str(&format!("66{m:08},gold,active,,0,\n"));
     }
-    alliance_gateway::members::import::import(&mut conn, &keys, csv.as_bytes(), &()).expect("members");
+    alliance_gateway::members::import::import(&mut conn, &keys, csv.as_bytes(), &())
+        .expect("members");
 
     let noon = tz
         .from_local_datetime(&yesterday.and_hms_opt(12, 0, 0).expect("noon"))
@@ -66,9 +76,15 @@ fn main() {
         write_tx(&mut conn, |conn| -> Result<(), TxnError> {
             while i < batch_end {
                 let partner = &codes[(i % partners) as usize];
-                let ctx = Ctx { settings: &settings, keys: &keys, partner, now };
-                let card = alliance_gateway::domain::CardNo::parse(&format!("66{:08}", i % members))
-                    .expect("card");
+                let ctx = Ctx {
+                    settings: &settings,
+                    keys: &keys,
+                    partner,
+                    now,
+                };
+                let card =
+                    alliance_gateway::domain::CardNo::parse(&format!("66{:08}", i % members))
+                        .expect("card");
                 let s = Sale {
                     partner_txn_id: format!("T{i}"),
                     member: MemberName::Card(card),
@@ -85,7 +101,13 @@ fn main() {
             Ok(())
         })
         .expect("record");
+        // `serve` checkpoints the WAL once a second off the request path; do the same here, or
+        // the WAL (autocheckpoint is off on our connections) grows without bound.
+        if i % 20_000 == 0 {
+            db::checkpoint(&mut conn).expect("checkpoint");
+        }
     }
+    db::checkpoint(&mut conn).expect("checkpoint");
     let record_s = started.elapsed().as_secs_f64();
 
     let started = Instant::now();

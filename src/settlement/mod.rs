@@ -408,7 +408,11 @@ fn terms_of(conn: &mut DbConn, partner: &str, version: i64) -> Result<Settlement
 /// Settlement terms by (partner, offer version), read once per run: versions are immutable.
 type TermsCache = BTreeMap<(String, i64), SettlementTerms>;
 
-fn sale_money(conn: &mut DbConn, cache: &mut TermsCache, t: &Transaction) -> Result<Money, DbError> {
+fn sale_money(
+    conn: &mut DbConn,
+    cache: &mut TermsCache,
+    t: &Transaction,
+) -> Result<Money, DbError> {
     let key = (t.partner_code.clone(), t.offer_version);
     let terms = match cache.get(&key) {
         Some(terms) => terms.clone(),

@@ -237,6 +237,13 @@ async fn a_closed_day_gets_signed_reproducible_statements_and_later_records_are_
         ))
         .await;
     assert_eq!(partner_dl.body, statement.as_bytes());
+    let audit = assert_ok(admin(&app, &["audit", "list", "--json"]).await);
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("finance.download") && l.contains("finance:fin")),
+        "{audit}"
+    );
     rst.get(&format!("/v1/finance/settlements/{yesterday}/summary.csv"))
         .await
         .assert_problem(403, "forbidden");

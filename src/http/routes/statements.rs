@@ -66,15 +66,40 @@ async fn serve_file(
     name: String,
     only_partner: Option<String>,
 ) -> Result<HttpResponse, Problem> {
+    serve_file_as(state, day, version, name, only_partner, None).await
+}
+
+/// Like `serve_file`; a finance `actor`'s download is recorded in the audit log.
+async fn serve_file_as(
+    state: web::Data<AppState>,
+    day: NaiveDate,
+    version: Option<i64>,
+    name: String,
+    only_partner: Option<String>,
+    actor: Option<String>,
+) -> Result<HttpResponse, Problem> {
     let st = state.clone();
     let shown = name.clone();
     let (v, bytes) = blocking(&state, move || {
         let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
-        match only_partner {
+        let (v, bytes) = match only_partner {
             Some(p) => settlement::partner_discrepancies(&mut conn, &st.settings, day, version, &p),
             None => settlement::read_file(&mut conn, &st.settings, day, version, &name),
         }
-        .map_err(Problem::from)
+        .map_err(Problem::from)?;
+        if let Some(actor) = actor {
+            crate::db::write_tx(&mut conn, |conn| {
+                crate::audit::record(
+                    conn,
+                    &actor,
+                    "finance.download",
+                    &day.to_string(),
+                    &serde_json::json!({ "file": name, "version": v, "result": "ok" }),
+                )
+            })
+            .map_err(|e| Problem::internal(&e))?;
+        }
+        Ok((v, bytes))
     })
     .await?;
     Ok(file_response(v, &shown, bytes))
@@ -146,7 +171,7 @@ pub async fn discrepancies(
 /// `manifest`.
 pub async fn finance_file(
     state: web::Data<AppState>,
-    _finance: FinanceCaller,
+    finance: FinanceCaller,
     path: web::Path<(String, String)>,
     req: HttpRequest,
 ) -> Result<HttpResponse, Problem> {
@@ -157,13 +182,14 @@ pub async fn finance_file(
         "manifest" => "manifest.json".to_owned(),
         _ => return Err(Problem::new(404, "not-found", "no such resource")),
     };
-    serve_file(state, day, version(&req)?, name, None).await
+    let actor = Some(format!("finance:{}", finance.name.as_str()));
+    serve_file_as(state, day, version(&req)?, name, None, actor).await
 }
 
 /// `GET /v1/finance/settlements/{date}/partners/{code}.csv`
 pub async fn finance_partner_file(
     state: web::Data<AppState>,
-    _finance: FinanceCaller,
+    finance: FinanceCaller,
     path: web::Path<(String, String)>,
     req: HttpRequest,
 ) -> Result<HttpResponse, Problem> {
@@ -173,12 +199,14 @@ pub async fn finance_partner_file(
         .strip_suffix(".csv")
         .and_then(|c| PartnerCode::parse(c).ok())
         .ok_or_else(|| Problem::new(404, "statement-not-found", "no such statement"))?;
-    serve_file(
+    let actor = Some(format!("finance:{}", finance.name.as_str()));
+    serve_file_as(
         state,
         day,
         version(&req)?,
         format!("partners/{code}.csv"),
         None,
+        actor,
     )
     .await
 }
