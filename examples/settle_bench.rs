@@ -103,7 +103,7 @@ fn main() {
         .expect("record");
         // `serve` checkpoints the WAL once a second off the request path; do the same here, or
         // the WAL (autocheckpoint is off on our connections) grows without bound.
-        if i % 20_000 == 0 {
+        if i.is_multiple_of(20_000) {
             db::checkpoint(&mut conn).expect("checkpoint");
         }
     }
