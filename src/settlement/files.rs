@@ -55,11 +55,27 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
         .parent()
         .ok_or_else(|| PkiError::Invalid(format!("{} has no directory", path.display())))?;
     std::fs::create_dir_all(dir).map_err(|e| PkiError::io(dir, e))?;
-    let tmp = path.with_extension("partial");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| PkiError::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| PkiError::io(&tmp, e))?;
-    f.sync_all().map_err(|e| PkiError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| PkiError::io(path, e))?;
+    // A name of its own per writer: two instances rewriting the same (identical) file at once
+    // must never share a temporary file.
+    let tmp = path.with_extension(format!(
+        "partial.{}.{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let mut f = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| PkiError::io(&tmp, e))?;
+    let written = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        // Leave nothing half-written behind; the final name was never touched.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(PkiError::io(path, e));
+    }
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
