@@ -1,5 +1,6 @@
 //! The mTLS listener's rustls configuration (ring provider only), with a client-certificate
-//! verifier that picks up a new CRL without a restart.
+//! verifier that picks up a new CRL without a restart and remembers the chains it has already
+//! verified against the CRL in force.
 use crate::auth::PeerCertificate;
 use crate::pki::Paths;
 use actix_web::dev::Extensions;
@@ -12,6 +13,7 @@ use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
 use std::any::Any;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
@@ -34,14 +36,98 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// At most this many verified chains are remembered; past it the memory starts afresh. A
+/// partner has one or two certificates in force, so this covers thousands of partners.
+const MAX_REMEMBERED_CHAINS: usize = 4_096;
+
+/// A remembered chain is verified again from scratch after this long, whatever its expiry.
+const REMEMBER_CHAIN_S: u64 = 600;
+
 /// Delegates to a WebPKI verifier that is rebuilt whenever `certs/crl.pem` changes.
+///
+/// A full client-certificate check costs two P-256 signature verifications (the CA's signature
+/// on the certificate and on the CRL): a sixth of a new connection's CPU. Between two CRL
+/// files the answer for the same chain can only change when it expires, so a chain that
+/// passed is remembered, keyed by the SHA-256 of the exact bytes the client sent, until the
+/// earlier of its `notAfter` and [`REMEMBER_CHAIN_S`]. The memory belongs to one CRL: a new
+/// CRL starts with an empty one, so a revocation reaches every handshake that follows its
+/// reload. The handshake's own proof of possession (CertificateVerify) is always checked.
 #[derive(Debug)]
 pub struct ReloadingClientVerifier {
-    inner: RwLock<Arc<dyn ClientCertVerifier>>,
+    inner: RwLock<Arc<Current>>,
     root_hints: Vec<DistinguishedName>,
     ca_pem: Vec<u8>,
     paths: Paths,
     crl_modified: Mutex<Option<SystemTime>>,
+}
+
+/// The verifier for one CRL file, and the chains it has passed (digest → remember until, in
+/// Unix seconds).
+#[derive(Debug)]
+struct Current {
+    verifier: Arc<dyn ClientCertVerifier>,
+    passed: Mutex<HashMap<[u8; 32], u64>>,
+}
+
+impl Current {
+    fn new(verifier: Arc<dyn ClientCertVerifier>) -> Arc<Self> {
+        Arc::new(Current {
+            verifier,
+            passed: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let key = chain_digest(end_entity, intermediates);
+        let now_s = now.as_secs();
+        if let Ok(mut passed) = self.passed.lock() {
+            match passed.get(&key) {
+                Some(&until) if now_s < until => return Ok(ClientCertVerified::assertion()),
+                Some(_) => {
+                    passed.remove(&key);
+                }
+                None => {}
+            }
+        }
+        let verified = self
+            .verifier
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if let Some(not_after) = not_after_s(end_entity) {
+            let until = not_after.min(now_s.saturating_add(REMEMBER_CHAIN_S));
+            if let Ok(mut passed) = self.passed.lock() {
+                if passed.len() >= MAX_REMEMBERED_CHAINS {
+                    passed.clear();
+                }
+                passed.insert(key, until);
+            }
+        }
+        Ok(verified)
+    }
+}
+
+/// SHA-256 over every certificate of the chain, each prefixed with its length, so that no two
+/// different chains share a digest.
+fn chain_digest(end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for cert in std::iter::once(end_entity).chain(intermediates) {
+        ctx.update(&(cert.len() as u64).to_be_bytes());
+        ctx.update(cert.as_ref());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// The certificate's `notAfter` in Unix seconds (already checked by WebPKI by then).
+fn not_after_s(der: &[u8]) -> Option<u64> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    u64::try_from(cert.validity().not_after.timestamp()).ok()
 }
 
 impl ReloadingClientVerifier {
@@ -51,7 +137,7 @@ impl ReloadingClientVerifier {
         let roots = root_store(&ca_pem, &ca_path)?;
         let (inner, modified) = build(&roots, &paths.crl())?;
         Ok(Arc::new(ReloadingClientVerifier {
-            inner: RwLock::new(inner),
+            inner: RwLock::new(Current::new(inner)),
             root_hints: roots.subjects(),
             ca_pem,
             paths: paths.clone(),
@@ -59,7 +145,7 @@ impl ReloadingClientVerifier {
         }))
     }
 
-    fn current(&self) -> Arc<dyn ClientCertVerifier> {
+    fn current(&self) -> Arc<Current> {
         match self.inner.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -80,9 +166,11 @@ impl ReloadingClientVerifier {
         }
         let roots = root_store(&self.ca_pem, &self.paths.ca_cert())?;
         let (verifier, modified) = build(&roots, &crl)?;
+        // A fresh `Current`: chains passed under the old CRL are forgotten with it.
+        let fresh = Current::new(verifier);
         match self.inner.write() {
-            Ok(mut guard) => *guard = verifier,
-            Err(poisoned) => *poisoned.into_inner() = verifier,
+            Ok(mut guard) => *guard = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
         }
         *last = modified;
         Ok(true)
@@ -141,8 +229,7 @@ impl ClientCertVerifier for ReloadingClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.current()
-            .verify_client_cert(end_entity, intermediates, now)
+        self.current().verify(end_entity, intermediates, now)
     }
 
     fn verify_tls12_signature(
@@ -151,7 +238,7 @@ impl ClientCertVerifier for ReloadingClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current().verify_tls12_signature(message, cert, dss)
+        self.current().verifier.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -160,11 +247,11 @@ impl ClientCertVerifier for ReloadingClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current().verify_tls13_signature(message, cert, dss)
+        self.current().verifier.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.current().supported_verify_schemes()
+        self.current().verifier.supported_verify_schemes()
     }
 }
 
