@@ -280,6 +280,7 @@ async fn main() {
             "errors": errors,
             "requests_per_s": (all.len() as f64 / elapsed).round(),
             "p50_ms": pct(0.50),
+            "p90_ms": pct(0.90),
             "p99_ms": pct(0.99),
             "max_ms": pct(1.0),
         })

@@ -10,10 +10,10 @@ impl BusinessDays {
 
     /// The last closed business day. Days close oldest first, so every day up to it is closed.
     pub fn last_closed(conn: &mut DbConn) -> QueryResult<Option<NaiveDate>> {
-        business_days::table
+        concrete!(conn, |c| business_days::table
             .filter(business_days::status.eq(Self::CLOSED))
             .select(diesel::dsl::max(business_days::business_date))
-            .first(conn)
+            .first(c))
     }
 
     /// Closes `day`. Call holding the booking lock exclusively; false when it was closed.

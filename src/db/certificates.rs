@@ -38,11 +38,11 @@ impl Certificate {
         conn: &mut DbConn,
         fingerprint_sha256: &str,
     ) -> QueryResult<Option<Certificate>> {
-        certificates::table
+        concrete!(conn, |c| certificates::table
             .filter(certificates::fingerprint_sha256.eq(fingerprint_sha256))
             .select(Certificate::as_select())
-            .first(conn)
-            .optional()
+            .first(c)
+            .optional())
     }
 
     pub fn for_identity(conn: &mut DbConn, identity: &str) -> QueryResult<Vec<Certificate>> {

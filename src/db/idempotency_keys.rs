@@ -24,22 +24,24 @@ impl StoredResponse {
         key: &str,
         now: NaiveDateTime,
     ) -> QueryResult<Option<StoredResponse>> {
-        idempotency_keys::table
+        concrete!(conn, |c| idempotency_keys::table
             .find((partner, key))
             .filter(idempotency_keys::expires_at.gt(now))
             .select(StoredResponse::as_select())
-            .first(conn)
-            .optional()
+            .first(c)
+            .optional())
     }
 
     /// Stores an answer, replacing an expired one under the same key.
     pub fn store(conn: &mut DbConn, r: &StoredResponse) -> QueryResult<()> {
-        diesel::delete(idempotency_keys::table.find((&r.partner_code, &r.idempotency_key)))
-            .execute(conn)?;
-        diesel::insert_into(idempotency_keys::table)
+        concrete!(conn, |c| diesel::delete(
+            idempotency_keys::table.find((&r.partner_code, &r.idempotency_key))
+        )
+        .execute(c))?;
+        concrete!(conn, |c| diesel::insert_into(idempotency_keys::table)
             .values(r)
-            .execute(conn)
-            .map(|_| ())
+            .execute(c)
+            .map(|_| ()))
     }
 
     pub fn prune(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<usize> {

@@ -57,47 +57,72 @@ impl Ledger {
                 "journal {kind}/{reference} does not balance"
             )));
         }
-        let journal_id: i64 = diesel::insert_into(ledger_journals::table)
-            .values(&NewJournal {
-                kind,
-                reference,
+        let journal = NewJournal {
+            kind,
+            reference,
+            created_at: now,
+        };
+        let journal_id: i64 = concrete!(conn, |c| diesel::insert_into(ledger_journals::table)
+            .values(&journal)
+            .returning(ledger_journals::id)
+            .get_result(c))?;
+        let entries: Vec<NewEntry<'_>> = postings
+            .iter()
+            .map(|p| NewEntry {
+                journal_id,
+                account: p.account,
+                member_id: p.member_id,
+                amount_points: p.amount_points,
                 created_at: now,
             })
-            .returning(ledger_journals::id)
-            .get_result(conn)?;
-        // One insert per entry: batch inserts do not compile on the multi-backend connection,
-        // and a journal has a handful of entries.
-        for p in postings {
-            diesel::insert_into(ledger_entries::table)
-                .values(&NewEntry {
-                    journal_id,
-                    account: p.account,
-                    member_id: p.member_id,
-                    amount_points: p.amount_points,
-                    created_at: now,
-                })
-                .execute(conn)?;
-        }
+            .collect();
+        // One multi-row insert (one round trip on PostgreSQL); it compiles on the concrete
+        // connections only, not on the multi-backend one.
+        concrete!(conn, |c| diesel::insert_into(ledger_entries::table)
+            .values(&entries)
+            .execute(c))?;
         Ok(journal_id)
     }
 
     /// A member's balance: the sum of the member's entries.
     pub fn balance(conn: &mut DbConn, member_id: i64) -> QueryResult<i64> {
-        ledger_entries::table
+        concrete!(conn, |c| ledger_entries::table
             .filter(ledger_entries::member_id.eq(member_id))
-            .select(sum_points())
-            .first(conn)
+            .select(SumPoints)
+            .first(c))
     }
 
     /// The sum of every entry in the ledger; zero unless the ledger is corrupt.
     pub fn total(conn: &mut DbConn) -> QueryResult<i64> {
-        ledger_entries::table.select(sum_points()).first(conn)
+        concrete!(conn, |c| ledger_entries::table.select(SumPoints).first(c))
     }
 }
 
-/// `SUM(BIGINT)` is NUMERIC on PostgreSQL; casting keeps it an integer on both backends.
-fn sum_points() -> diesel::expression::SqlLiteral<diesel::sql_types::BigInt> {
-    diesel::dsl::sql::<diesel::sql_types::BigInt>(
-        "CAST(COALESCE(SUM(ledger_entries.amount_points), 0) AS BIGINT)",
-    )
+/// The sum of `ledger_entries.amount_points`, zero over no rows. `SUM(BIGINT)` is NUMERIC on
+/// PostgreSQL; casting keeps it an integer on both backends. A type of its own rather than a
+/// `sql()` literal because diesel never caches a literal's prepared statement: a balance read
+/// was re-parsed by SQLite on every verify.
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+struct SumPoints;
+
+impl diesel::Expression for SumPoints {
+    type SqlType = diesel::sql_types::BigInt;
 }
+
+impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for SumPoints {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        out.push_sql("CAST(COALESCE(SUM(ledger_entries.amount_points), 0) AS BIGINT)");
+        Ok(())
+    }
+}
+
+impl diesel::expression::ValidGrouping<()> for SumPoints {
+    type IsAggregate = diesel::expression::is_aggregate::Yes;
+}
+
+impl diesel::AppearsOnTable<ledger_entries::table> for SumPoints {}
+
+impl diesel::SelectableExpression<ledger_entries::table> for SumPoints {}

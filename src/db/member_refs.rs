@@ -21,11 +21,11 @@ impl MemberRef {
         partner_code: &str,
         member_ref: &str,
     ) -> QueryResult<Option<i64>> {
-        member_refs::table
+        concrete!(conn, |c| member_refs::table
             .find((partner_code, member_ref))
             .select(member_refs::member_id)
-            .first(conn)
-            .optional()
+            .first(c)
+            .optional())
     }
 
     /// Records that `partner_code` was given `member_ref`. Idempotent and safe against a

@@ -32,19 +32,19 @@ pub struct NewMember<'a> {
 
 impl Member {
     pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<Member>> {
-        members::table
+        concrete!(conn, |c| members::table
             .find(id)
             .select(Member::as_select())
-            .first(conn)
-            .optional()
+            .first(c)
+            .optional())
     }
 
     pub fn find_by_card(conn: &mut DbConn, card_no: &str) -> QueryResult<Option<Member>> {
-        members::table
+        concrete!(conn, |c| members::table
             .filter(members::card_no.eq(card_no))
             .select(Member::as_select())
-            .first(conn)
-            .optional()
+            .first(c)
+            .optional())
     }
 
     pub fn find_by_phone_hash(conn: &mut DbConn, phone_hash: &str) -> QueryResult<Option<Member>> {

@@ -17,9 +17,8 @@ impl Nonce {
     /// Claims a nonce. `Ok(false)` when it was already claimed: a replay.
     pub fn claim(conn: &mut DbConn, new: &NewNonce<'_>) -> QueryResult<bool> {
         let inserted = super::exclusive_write(conn, |conn| {
-            diesel::insert_into(request_nonces::table)
-                .values(new)
-                .execute(conn)
+            let insert = diesel::insert_into(request_nonces::table).values(new);
+            concrete!(conn, |c| insert.execute(c))
         });
         match inserted {
             Ok(_) => Ok(true),

@@ -50,13 +50,13 @@ impl OfferVersion {
         partner_code: &str,
         day: NaiveDate,
     ) -> QueryResult<Option<OfferVersion>> {
-        offer_versions::table
+        concrete!(conn, |c| offer_versions::table
             .filter(offer_versions::partner_code.eq(partner_code))
             .filter(offer_versions::effective_from.le(day))
             .order(offer_versions::version.desc())
             .select(OfferVersion::as_select())
-            .first(conn)
-            .optional()
+            .first(c)
+            .optional())
     }
 
     pub fn for_partner(conn: &mut DbConn, partner_code: &str) -> QueryResult<Vec<OfferVersion>> {

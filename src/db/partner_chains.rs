@@ -18,30 +18,32 @@ impl ChainHead {
     /// The head, or (0, GENESIS) for a partner with no record yet. Call with the partner's
     /// chain lock held (see `db::serialise`).
     pub fn current(conn: &mut DbConn, partner: &str) -> QueryResult<ChainHead> {
-        Ok(partner_chains::table
+        Ok(concrete!(conn, |c| partner_chains::table
             .find(partner)
             .select(ChainHead::as_select())
-            .first(conn)
-            .optional()?
-            .unwrap_or_else(|| ChainHead {
-                partner_code: partner.to_owned(),
-                seq: 0,
-                line_hash: GENESIS.to_owned(),
-            }))
+            .first(c)
+            .optional())?
+        .unwrap_or_else(|| ChainHead {
+            partner_code: partner.to_owned(),
+            seq: 0,
+            line_hash: GENESIS.to_owned(),
+        }))
     }
 
     /// Moves the head forward (inserting it for the first record).
     pub fn advance(conn: &mut DbConn, head: &ChainHead) -> QueryResult<()> {
-        let updated = diesel::update(partner_chains::table.find(&head.partner_code))
-            .set((
-                partner_chains::seq.eq(head.seq),
-                partner_chains::line_hash.eq(&head.line_hash),
-            ))
-            .execute(conn)?;
+        let updated = concrete!(conn, |c| diesel::update(
+            partner_chains::table.find(&head.partner_code)
+        )
+        .set((
+            partner_chains::seq.eq(head.seq),
+            partner_chains::line_hash.eq(&head.line_hash),
+        ))
+        .execute(c))?;
         if updated == 0 {
-            diesel::insert_into(partner_chains::table)
+            concrete!(conn, |c| diesel::insert_into(partner_chains::table)
                 .values(head)
-                .execute(conn)?;
+                .execute(c))?;
         }
         Ok(())
     }

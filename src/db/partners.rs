@@ -35,11 +35,11 @@ impl Partner {
     pub const SUSPENDED: &'static str = "suspended";
 
     pub fn find(conn: &mut DbConn, code: &str) -> QueryResult<Option<Partner>> {
-        partners::table
+        concrete!(conn, |c| partners::table
             .find(code)
             .select(Partner::as_select())
-            .first(conn)
-            .optional()
+            .first(c)
+            .optional())
     }
 
     pub fn insert(conn: &mut DbConn, new: &NewPartner<'_>) -> QueryResult<()> {

@@ -32,11 +32,11 @@ impl SigningKey {
     pub const RETIRED: &'static str = "retired";
 
     pub fn find(conn: &mut DbConn, key_id: &str) -> QueryResult<Option<SigningKey>> {
-        signing_keys::table
+        concrete!(conn, |c| signing_keys::table
             .find(key_id)
             .select(SigningKey::as_select())
-            .first(conn)
-            .optional()
+            .first(c)
+            .optional())
     }
 
     pub fn for_identity(conn: &mut DbConn, identity: &str) -> QueryResult<Vec<SigningKey>> {

@@ -32,10 +32,10 @@ pub struct Transaction {
 
 impl Transaction {
     pub fn insert(conn: &mut DbConn, t: &Transaction) -> QueryResult<()> {
-        diesel::insert_into(transactions::table)
+        concrete!(conn, |c| diesel::insert_into(transactions::table)
             .values(t)
-            .execute(conn)
-            .map(|_| ())
+            .execute(c)
+            .map(|_| ()))
     }
 
     /// A partner's own transaction; another partner's id is simply not found.
@@ -44,12 +44,12 @@ impl Transaction {
         partner: &str,
         txn_id: &str,
     ) -> QueryResult<Option<Transaction>> {
-        transactions::table
+        concrete!(conn, |c| transactions::table
             .filter(transactions::txn_id.eq(txn_id))
             .filter(transactions::partner_code.eq(partner))
             .select(Transaction::as_select())
-            .first(conn)
-            .optional()
+            .first(c)
+            .optional())
     }
 
     pub fn find_by_partner_txn_id(
@@ -57,12 +57,12 @@ impl Transaction {
         partner: &str,
         partner_txn_id: &str,
     ) -> QueryResult<Option<Transaction>> {
-        transactions::table
+        concrete!(conn, |c| transactions::table
             .filter(transactions::partner_code.eq(partner))
             .filter(transactions::partner_txn_id.eq(partner_txn_id))
             .select(Transaction::as_select())
-            .first(conn)
-            .optional()
+            .first(c)
+            .optional())
     }
 
     /// One page of a partner's transactions booked on `day`, in `txn_id` order after `after`.
