@@ -52,18 +52,23 @@ impl Reversal {
             .load(conn)
     }
 
-    /// A partner's reversals booked on `day`, in chain order.
-    pub fn booked_on(
+    /// Up to `limit` of a partner's reversals booked on `day` after chain position
+    /// `after_seq`, in chain order.
+    pub fn booked_page(
         conn: &mut DbConn,
         partner: &str,
         day: NaiveDate,
+        after_seq: i64,
+        limit: i64,
     ) -> QueryResult<Vec<Reversal>> {
-        reversals::table
+        concrete!(conn, |c| reversals::table
             .filter(reversals::partner_code.eq(partner))
             .filter(reversals::business_date.eq(day))
+            .filter(reversals::seq.gt(after_seq))
             .order(reversals::seq.asc())
+            .limit(limit)
             .select(Reversal::as_select())
-            .load(conn)
+            .load(c))
     }
 
     pub fn partners_on(conn: &mut DbConn, day: NaiveDate) -> QueryResult<Vec<String>> {

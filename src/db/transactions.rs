@@ -95,18 +95,23 @@ impl Transaction {
             .load(conn)
     }
 
-    /// A partner's sales booked on `day`, in chain order.
-    pub fn booked_on(
+    /// Up to `limit` of a partner's sales booked on `day` after chain position `after_seq`, in
+    /// chain order: statements read a day in pages, never whole.
+    pub fn booked_page(
         conn: &mut DbConn,
         partner: &str,
         day: NaiveDate,
+        after_seq: i64,
+        limit: i64,
     ) -> QueryResult<Vec<Transaction>> {
-        transactions::table
+        concrete!(conn, |c| transactions::table
             .filter(transactions::partner_code.eq(partner))
             .filter(transactions::business_date.eq(day))
+            .filter(transactions::seq.gt(after_seq))
             .order(transactions::seq.asc())
+            .limit(limit)
             .select(Transaction::as_select())
-            .load(conn)
+            .load(c))
     }
 
     /// A sale by its gateway id, whoever's it is (for statements).

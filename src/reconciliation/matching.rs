@@ -42,33 +42,61 @@ fn yuan(fen: i64) -> String {
     Fen::new(fen).to_yuan_string()
 }
 
-/// Reconciles. `booked_on` tells, for an upload row the gateway has no line for on this
-/// day, the day the gateway booked that record (None: it has no such record at all).
+/// Reconciles a whole day at once (the streaming [`Reconciler`] over `lines`). `booked_on`
+/// tells, for an upload row the gateway has no line for on this day, the day the gateway
+/// booked that record (None: it has no such record at all).
 pub fn reconcile(
     lines: &[GatewayLine],
     upload: Option<&[Row]>,
     mut booked_on: impl FnMut(&Row) -> Option<NaiveDate>,
 ) -> Outcome {
-    let Some(upload) = upload else {
-        return Outcome {
-            line_status: vec!["not-submitted"; lines.len()],
-            discrepancies: Vec::new(),
-            status: "not-submitted",
-        };
-    };
-    let mut by_key: BTreeMap<(&str, &str), Vec<&Row>> = BTreeMap::new();
-    for r in upload {
-        by_key
-            .entry((r.partner_txn_id.as_str(), r.partner_reversal_id.as_str()))
-            .or_default()
-            .push(r);
+    let mut r = Reconciler::new(upload);
+    let line_status = lines.iter().map(|l| r.line(l)).collect();
+    let Ok((discrepancies, status)) =
+        r.finish(|row| Ok::<_, std::convert::Infallible>(booked_on(row)));
+    Outcome {
+        line_status,
+        discrepancies,
+        status,
     }
-    let mut out = Vec::new();
-    let mut line_status = Vec::with_capacity(lines.len());
-    let mut seen = std::collections::BTreeSet::new();
-    for l in lines {
-        let key = (l.partner_txn_id.as_str(), l.partner_reversal_id.as_str());
-        seen.insert(key);
+}
+
+/// Reconciles a day line by line, as the statement is written. Memory grows with the
+/// partner's upload (bounded by the upload limit) and with the discrepancies found, never
+/// with the number of gateway lines.
+pub struct Reconciler<'u> {
+    upload: Option<&'u [Row]>,
+    /// The upload's rows by `partner_txn_id` then `partner_reversal_id`, and whether a gateway
+    /// line had that key. Nested so that a line's borrowed ids can look it up.
+    by_key: BTreeMap<&'u str, BTreeMap<&'u str, (Vec<&'u Row>, bool)>>,
+    out: Vec<Discrepancy>,
+}
+
+impl<'u> Reconciler<'u> {
+    pub fn new(upload: Option<&'u [Row]>) -> Self {
+        let mut by_key: BTreeMap<&str, BTreeMap<&str, (Vec<&Row>, bool)>> = BTreeMap::new();
+        for r in upload.unwrap_or_default() {
+            by_key
+                .entry(r.partner_txn_id.as_str())
+                .or_default()
+                .entry(r.partner_reversal_id.as_str())
+                .or_default()
+                .0
+                .push(r);
+        }
+        Reconciler {
+            upload,
+            by_key,
+            out: Vec::new(),
+        }
+    }
+
+    /// The status of one gateway line: `matched`, `amount_mismatch`, `missing_at_partner`,
+    /// `duplicate_at_partner`, or `not-submitted` when there is no upload.
+    pub fn line(&mut self, l: &GatewayLine) -> &'static str {
+        if self.upload.is_none() {
+            return "not-submitted";
+        }
         let disc = |issue, field: &str, g: String, p: String| Discrepancy {
             partner_txn_id: l.partner_txn_id.clone(),
             kind: l.kind.as_str(),
@@ -78,77 +106,93 @@ pub fn reconcile(
             gateway_value: g,
             partner_value: p,
         };
-        match by_key.get(&key).map(Vec::as_slice) {
-            None | Some([]) => {
-                out.push(disc(
-                    "missing_at_partner",
-                    "",
-                    yuan(l.gross_fen),
-                    String::new(),
-                ));
-                line_status.push("missing_at_partner");
-            }
-            Some([first, extra @ ..]) => {
-                let mut status = "matched";
-                for (field, g, p) in [
-                    ("gross_yuan", yuan(l.gross_fen), yuan(first.gross_fen)),
-                    (
-                        "discount_yuan",
-                        yuan(l.discount_fen),
-                        yuan(first.discount_fen),
-                    ),
-                    (
-                        "redeem_points",
-                        l.redeem_points.to_string(),
-                        first.redeem_points.to_string(),
-                    ),
-                ] {
-                    if g != p {
-                        out.push(disc("amount_mismatch", field, g, p));
-                        status = "amount_mismatch";
-                    }
-                }
-                for copy in extra {
-                    out.push(disc(
-                        "duplicate_at_partner",
-                        "",
-                        String::new(),
-                        yuan(copy.gross_fen),
-                    ));
-                    status = "duplicate_at_partner";
-                }
-                line_status.push(status);
-            }
-        }
-    }
-    for r in upload {
-        let key = (r.partner_txn_id.as_str(), r.partner_reversal_id.as_str());
-        if seen.contains(&key) {
-            continue;
-        }
-        let (issue, gateway_value) = match booked_on(r) {
-            Some(day) => ("booked_other_day", day.to_string()),
-            None => ("missing_at_gateway", String::new()),
+        let found = self
+            .by_key
+            .get_mut(l.partner_txn_id.as_str())
+            .and_then(|m| m.get_mut(l.partner_reversal_id.as_str()));
+        let Some((rows, seen)) = found else {
+            self.out.push(disc(
+                "missing_at_partner",
+                "",
+                yuan(l.gross_fen),
+                String::new(),
+            ));
+            return "missing_at_partner";
         };
-        out.push(Discrepancy {
-            partner_txn_id: r.partner_txn_id.clone(),
-            kind: r.kind.as_str(),
-            partner_reversal_id: r.partner_reversal_id.clone(),
-            issue,
-            field: String::new(),
-            gateway_value,
-            partner_value: yuan(r.gross_fen),
-        });
+        *seen = true;
+        let Some((first, extra)) = rows.split_first() else {
+            return "missing_at_partner";
+        };
+        let mut status = "matched";
+        for (field, g, p) in [
+            ("gross_yuan", yuan(l.gross_fen), yuan(first.gross_fen)),
+            (
+                "discount_yuan",
+                yuan(l.discount_fen),
+                yuan(first.discount_fen),
+            ),
+            (
+                "redeem_points",
+                l.redeem_points.to_string(),
+                first.redeem_points.to_string(),
+            ),
+        ] {
+            if g != p {
+                self.out.push(disc("amount_mismatch", field, g, p));
+                status = "amount_mismatch";
+            }
+        }
+        for copy in extra {
+            self.out.push(disc(
+                "duplicate_at_partner",
+                "",
+                String::new(),
+                yuan(copy.gross_fen),
+            ));
+            status = "duplicate_at_partner";
+        }
+        status
     }
-    out.sort();
-    Outcome {
-        status: if out.is_empty() {
+
+    /// The discrepancies, sorted, and the partner's status (`reconciled`, `discrepancies` or
+    /// `not-submitted`). Upload rows no gateway line had are looked up with `booked_on`.
+    pub fn finish<E>(
+        mut self,
+        mut booked_on: impl FnMut(&Row) -> Result<Option<NaiveDate>, E>,
+    ) -> Result<(Vec<Discrepancy>, &'static str), E> {
+        let Some(upload) = self.upload else {
+            return Ok((Vec::new(), "not-submitted"));
+        };
+        for r in upload {
+            let seen = self
+                .by_key
+                .get(r.partner_txn_id.as_str())
+                .and_then(|m| m.get(r.partner_reversal_id.as_str()))
+                .is_some_and(|(_, seen)| *seen);
+            if seen {
+                continue;
+            }
+            let (issue, gateway_value) = match booked_on(r)? {
+                Some(day) => ("booked_other_day", day.to_string()),
+                None => ("missing_at_gateway", String::new()),
+            };
+            self.out.push(Discrepancy {
+                partner_txn_id: r.partner_txn_id.clone(),
+                kind: r.kind.as_str(),
+                partner_reversal_id: r.partner_reversal_id.clone(),
+                issue,
+                field: String::new(),
+                gateway_value,
+                partner_value: yuan(r.gross_fen),
+            });
+        }
+        self.out.sort();
+        let status = if self.out.is_empty() {
             "reconciled"
         } else {
             "discrepancies"
-        },
-        line_status,
-        discrepancies: out,
+        };
+        Ok((self.out, status))
     }
 }
 

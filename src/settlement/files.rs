@@ -3,7 +3,7 @@
 //! fsynced and renamed, so no reader ever sees half a file.
 use crate::pki::PkiError;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A text cell that a spreadsheet would run as a formula gets a leading `'`.
 pub fn guard(text: &str) -> String {
@@ -49,19 +49,137 @@ impl Csv {
     }
 }
 
-/// Writes `bytes` to `path` via a temporary file, fsync and rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| PkiError::Invalid(format!("{} has no directory", path.display())))?;
-    std::fs::create_dir_all(dir).map_err(|e| PkiError::io(dir, e))?;
-    // A name of its own per writer: two instances rewriting the same (identical) file at once
-    // must never share a temporary file.
-    let tmp = path.with_extension(format!(
+/// A CSV file written straight to disk as rows come, hashed on the way, so a statement of any
+/// length takes a buffer's worth of memory. It goes to a temporary name of its own and is
+/// fsynced and renamed by [`CsvFile::finish`]; dropped unfinished (an error on the way), the
+/// temporary file is removed and the final name never touched.
+pub struct CsvFile {
+    writer: Option<csv::Writer<Hashing>>,
+    tmp: PathBuf,
+    path: PathBuf,
+    pub rows: usize,
+}
+
+/// A file writer that hashes what it writes.
+struct Hashing {
+    file: std::io::BufWriter<std::fs::File>,
+    digest: ring::digest::Context,
+}
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.digest.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl CsvFile {
+    pub fn create(path: &Path, bom: bool, header: &[&str]) -> Result<CsvFile, PkiError> {
+        let dir = parent(path)?;
+        std::fs::create_dir_all(dir).map_err(|e| PkiError::io(dir, e))?;
+        let tmp = temporary_name(path);
+        let file = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| PkiError::io(&tmp, e))?;
+        let mut out = CsvFile {
+            writer: None,
+            tmp,
+            path: path.to_owned(),
+            rows: 0,
+        };
+        let mut sink = Hashing {
+            file: std::io::BufWriter::with_capacity(64 * 1024, file),
+            digest: ring::digest::Context::new(&ring::digest::SHA256),
+        };
+        if bom {
+            sink.write_all(&[0xEF, 0xBB, 0xBF])
+                .map_err(|e| PkiError::io(&out.tmp, e))?;
+        }
+        let mut writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(sink);
+        writer
+            .write_record(header)
+            .map_err(|e| PkiError::Invalid(format!("csv: {e}")))?;
+        out.writer = Some(writer);
+        Ok(out)
+    }
+
+    pub fn row(&mut self, cells: &[String]) -> Result<(), PkiError> {
+        let writer = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| PkiError::Invalid("csv: file already finished".into()))?;
+        writer
+            .write_record(cells)
+            .map_err(|e| PkiError::Invalid(format!("csv: {e}")))?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Flushes, fsyncs and renames the file into place. Returns its rows and SHA-256 (hex).
+    pub fn finish(mut self) -> Result<(usize, String), PkiError> {
+        let writer = self
+            .writer
+            .take()
+            .ok_or_else(|| PkiError::Invalid("csv: file already finished".into()))?;
+        let sink = writer
+            .into_inner()
+            .map_err(|e| PkiError::Invalid(format!("csv: {e}")))?;
+        let Hashing { file, digest } = sink;
+        let file = file
+            .into_inner()
+            .map_err(|e| PkiError::io(&self.tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| PkiError::io(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| PkiError::io(&self.path, e))?;
+        sync_dir(parent(&self.path)?);
+        // Renamed: nothing left for `drop` to remove.
+        self.tmp = PathBuf::new();
+        Ok((self.rows, hex::encode(digest.finish().as_ref())))
+    }
+}
+
+impl Drop for CsvFile {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn parent(path: &Path) -> Result<&Path, PkiError> {
+    path.parent()
+        .ok_or_else(|| PkiError::Invalid(format!("{} has no directory", path.display())))
+}
+
+/// A name of its own per writer: two instances rewriting the same (identical) file at once
+/// must never share a temporary file.
+fn temporary_name(path: &Path) -> PathBuf {
+    path.with_extension(format!(
         "partial.{}.{}",
         std::process::id(),
         uuid::Uuid::new_v4().simple()
-    ));
+    ))
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Writes `bytes` to `path` via a temporary file, fsync and rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
+    let dir = parent(path)?;
+    std::fs::create_dir_all(dir).map_err(|e| PkiError::io(dir, e))?;
+    let tmp = temporary_name(path);
     let mut f = std::fs::File::options()
         .write(true)
         .create_new(true)
@@ -76,9 +194,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
         let _ = std::fs::remove_file(&tmp);
         return Err(PkiError::io(path, e));
     }
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    sync_dir(dir);
     Ok(())
 }
 
@@ -99,5 +215,28 @@ mod tests {
         c.row(&["x,y".into(), "1.00".into()]).unwrap();
         let bytes = c.finish().unwrap();
         assert_eq!(bytes, b"\xEF\xBB\xBFa,b\r\n\"x,y\",1.00\r\n");
+    }
+
+    #[test]
+    fn a_streamed_file_has_the_same_bytes_and_hash_and_no_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.csv");
+        let mut f = CsvFile::create(&path, true, &["a", "b"]).unwrap();
+        f.row(&["x,y".into(), "1.00".into()]).unwrap();
+        let (rows, sha) = f.finish().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(rows, 1);
+        assert_eq!(bytes, b"\xEF\xBB\xBFa,b\r\n\"x,y\",1.00\r\n");
+        assert_eq!(sha, sha256_hex(&bytes));
+        // Dropped unfinished: the temporary file goes, the final name is never created.
+        let other = dir.path().join("t.csv");
+        let mut f = CsvFile::create(&other, false, &["a"]).unwrap();
+        f.row(&["1".into()]).unwrap();
+        drop(f);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("s.csv")]);
     }
 }

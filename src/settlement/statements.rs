@@ -1,6 +1,6 @@
 //! Writing a run's files: statement lines (contract section 8 columns), reconciliation
 //! against the partner's upload, the summary, discrepancies and the signed manifests.
-use super::files::{self, guard, Csv};
+use super::files::{self, guard, Csv, CsvFile};
 use super::lines::{self, Money};
 use super::{SettleError, Signer, Snapshot};
 use crate::config::Settings;
@@ -228,30 +228,6 @@ pub(super) fn write_files(
     let mut manifest_files = Vec::new();
     let mut manifest_partners = Vec::new();
     for code in &codes {
-        let mut csv = Csv::new(snap.csv_bom, &STATEMENT_COLUMNS)?;
-        let mut totals = Totals::default();
-        // Sales and reversals in chain order.
-        let sales = Transaction::booked_on(conn, code, day)?;
-        let revs = Reversal::booked_on(conn, code, day)?;
-        let mut rows: Vec<(i64, Vec<String>, Money, bool)> = Vec::new();
-        for t in &sales {
-            let m = sale_money(conn, &mut terms_cache, t)?;
-            rows.push((t.seq, line(day, code, t, None, &m, tz), m, true));
-        }
-        for r in &revs {
-            let t = Transaction::by_id(conn, &r.txn_id)?.ok_or_else(|| {
-                DbError::Invariant(format!("reversal {} has no sale", r.reversal_id))
-            })?;
-            let sale = sale_money(conn, &mut terms_cache, &t)?;
-            let before: i64 = Reversal::of(conn, &t.txn_id)?
-                .iter()
-                .filter(|e| e.seq < r.seq)
-                .map(|e| e.gross_fen)
-                .sum();
-            let m = lines::reversal_line(&sale, before, r.gross_fen);
-            rows.push((r.seq, line(day, code, &t, Some(r), &m, tz), m, false));
-        }
-        rows.sort_by_key(|(seq, ..)| *seq);
         // Reconcile against the partner's upload this version matches.
         let upload_rows = match recon.get(code) {
             Some(id) => {
@@ -265,40 +241,59 @@ pub(super) fn write_files(
             }
             None => None,
         };
-        let gateway: Vec<GatewayLine> = rows
-            .iter()
-            .map(|(_, cells, m, is_sale)| GatewayLine {
-                partner_txn_id: cells[3].clone(),
-                kind: if *is_sale { Kind::Sale } else { Kind::Reversal },
-                partner_reversal_id: cells[5].clone(),
+        let mut reconciler = matching::Reconciler::new(upload_rows.as_deref());
+        let name = format!("partners/{code}.csv");
+        let mut csv = CsvFile::create(&dir.join(&name), snap.csv_bom, &STATEMENT_COLUMNS)?;
+        let mut totals = Totals::default();
+        // Sales and reversals in chain order, a page at a time: memory stays flat however
+        // long the day is.
+        let mut day_lines = DayLines::new(code, day);
+        while let Some(entry) = day_lines.next(conn)? {
+            let (t, r, m) = match entry {
+                Entry::Sale(t) => {
+                    let m = sale_money(conn, &mut terms_cache, &t)?;
+                    (t, None, m)
+                }
+                Entry::Reversal(r) => {
+                    let t = Transaction::by_id(conn, &r.txn_id)?.ok_or_else(|| {
+                        DbError::Invariant(format!("reversal {} has no sale", r.reversal_id))
+                    })?;
+                    let sale = sale_money(conn, &mut terms_cache, &t)?;
+                    let before: i64 = Reversal::of(conn, &t.txn_id)?
+                        .iter()
+                        .filter(|e| e.seq < r.seq)
+                        .map(|e| e.gross_fen)
+                        .sum();
+                    let m = lines::reversal_line(&sale, before, r.gross_fen);
+                    (t, Some(r), m)
+                }
+            };
+            let status = reconciler.line(&GatewayLine {
+                partner_txn_id: t.partner_txn_id.clone(),
+                kind: if r.is_some() {
+                    Kind::Reversal
+                } else {
+                    Kind::Sale
+                },
+                partner_reversal_id: r
+                    .as_ref()
+                    .map(|r| r.partner_reversal_id.clone())
+                    .unwrap_or_default(),
                 gross_fen: m.gross_fen.abs(),
                 discount_fen: m.discount_fen.abs(),
                 redeem_points: m.redeem_points.abs(),
-            })
-            .collect();
-        let mut elsewhere = BTreeMap::new();
-        if let Some(upload) = &upload_rows {
-            for r in upload {
-                let key = (r.partner_txn_id.clone(), r.partner_reversal_id.clone());
-                let on_this_day = gateway
-                    .iter()
-                    .any(|g| g.partner_txn_id == key.0 && g.partner_reversal_id == key.1);
-                if !on_this_day && !elsewhere.contains_key(&key) {
-                    let booked = booked_day(conn, code, r)?;
-                    elsewhere.insert(key, booked);
-                }
+            });
+            csv.row(&line(day, code, &t, r.as_ref(), &m, tz, status))?;
+            totals.money.add(&m);
+            if r.is_some() {
+                totals.reversals += 1;
+            } else {
+                totals.sales += 1;
             }
         }
-        let outcome = matching::reconcile(&gateway, upload_rows.as_deref(), |r| {
-            elsewhere
-                .get(&(r.partner_txn_id.clone(), r.partner_reversal_id.clone()))
-                .copied()
-                .flatten()
-        });
-        for (row, status) in rows.iter_mut().zip(&outcome.line_status) {
-            row.1[19] = (*status).to_owned();
-        }
-        for d in &outcome.discrepancies {
+        let (rows_n, sha) = csv.finish()?;
+        let (discrepancies, recon_status) = reconciler.finish(|r| booked_day(conn, code, r))?;
+        for d in &discrepancies {
             discrepancy_csv.row(&[
                 day.to_string(),
                 guard(code),
@@ -311,20 +306,6 @@ pub(super) fn write_files(
                 d.partner_value.clone(),
             ])?;
         }
-        for (_, cells, m, is_sale) in &rows {
-            csv.row(cells)?;
-            totals.money.add(m);
-            if *is_sale {
-                totals.sales += 1;
-            } else {
-                totals.reversals += 1;
-            }
-        }
-        let rows_n = csv.rows;
-        let bytes = csv.finish()?;
-        let sha = files::sha256_hex(&bytes);
-        let name = format!("partners/{code}.csv");
-        files::write_atomically(&dir.join(&name), &bytes)?;
         let chain_head = snap.chain_heads.get(code).cloned().unwrap_or_default();
         let partner_manifest = sign_manifest(
             json!({
@@ -360,7 +341,7 @@ pub(super) fn write_files(
             yuan(m.issue_fee_fen),
             yuan(m.commission_fen),
             yuan(m.net_fen()),
-            outcome.status.into(),
+            recon_status.into(),
             sha.clone(),
             "CNY".into(),
         ])?;
@@ -372,7 +353,7 @@ pub(super) fn write_files(
             totals.reversals = totals.reversals,
             totals.gross_yuan = %yuan(m.gross_fen),
             totals.net_yuan = %yuan(m.net_fen()),
-            recon.status = outcome.status,
+            recon.status = recon_status,
             "partner statement written"
         );
         manifest_partners.push(json!({
@@ -420,6 +401,73 @@ pub(super) fn write_files(
     })
 }
 
+/// Statement lines are read this many at a time from each of sales and reversals.
+const PAGE_ROWS: i64 = 1_000;
+
+enum Entry {
+    Sale(Transaction),
+    Reversal(Reversal),
+}
+
+/// A partner's day in chain order: sales and reversals merged by `seq`, read in pages.
+struct DayLines<'a> {
+    partner: &'a str,
+    day: NaiveDate,
+    sales: std::collections::VecDeque<Transaction>,
+    reversals: std::collections::VecDeque<Reversal>,
+    /// The last `seq` read from each table, or None once it has no more rows.
+    sales_after: Option<i64>,
+    reversals_after: Option<i64>,
+}
+
+impl<'a> DayLines<'a> {
+    fn new(partner: &'a str, day: NaiveDate) -> Self {
+        DayLines {
+            partner,
+            day,
+            sales: Default::default(),
+            reversals: Default::default(),
+            sales_after: Some(0),
+            reversals_after: Some(0),
+        }
+    }
+
+    fn next(&mut self, conn: &mut DbConn) -> Result<Option<Entry>, DbError> {
+        if self.sales.is_empty() {
+            if let Some(after) = self.sales_after {
+                let page =
+                    Transaction::booked_page(conn, self.partner, self.day, after, PAGE_ROWS)?;
+                self.sales_after = match page.last() {
+                    Some(last) if page.len() as i64 == PAGE_ROWS => Some(last.seq),
+                    _ => None,
+                };
+                self.sales.extend(page);
+            }
+        }
+        if self.reversals.is_empty() {
+            if let Some(after) = self.reversals_after {
+                let page = Reversal::booked_page(conn, self.partner, self.day, after, PAGE_ROWS)?;
+                self.reversals_after = match page.last() {
+                    Some(last) if page.len() as i64 == PAGE_ROWS => Some(last.seq),
+                    _ => None,
+                };
+                self.reversals.extend(page);
+            }
+        }
+        let sale_first = match (self.sales.front(), self.reversals.front()) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(s), Some(r)) => s.seq < r.seq,
+        };
+        Ok(if sale_first {
+            self.sales.pop_front().map(Entry::Sale)
+        } else {
+            self.reversals.pop_front().map(Entry::Reversal)
+        })
+    }
+}
+
 /// One statement line (contract section 8 columns).
 fn line(
     day: NaiveDate,
@@ -428,6 +476,7 @@ fn line(
     r: Option<&Reversal>,
     m: &Money,
     tz: chrono_tz::Tz,
+    recon_status: &str,
 ) -> Vec<String> {
     let time = |at: chrono::NaiveDateTime| {
         at.and_utc()
@@ -472,7 +521,7 @@ fn line(
         yuan(m.issue_fee_fen),
         yuan(m.commission_fen),
         yuan(m.net_fen()),
-        "not-submitted".to_owned(),
+        recon_status.to_owned(),
         t.offer_version.to_string(),
         guard(&t.store_id),
         t.business_date.to_string(),
