@@ -34,6 +34,19 @@ impl SettlementRun {
             .optional()
     }
 
+    /// Runs whose files were never completed (a process stopped between closing the day, or
+    /// starting a rerun, and writing the manifest), oldest first.
+    pub fn unfinished(conn: &mut DbConn) -> QueryResult<Vec<SettlementRun>> {
+        settlement_runs::table
+            .filter(settlement_runs::manifest_sha256.is_null())
+            .order((
+                settlement_runs::business_date.asc(),
+                settlement_runs::version.asc(),
+            ))
+            .select(SettlementRun::as_select())
+            .load(conn)
+    }
+
     pub fn set_manifest(
         conn: &mut DbConn,
         day: NaiveDate,

@@ -160,13 +160,70 @@ fn parent(path: &Path) -> Result<&Path, PkiError> {
 }
 
 /// A name of its own per writer: two instances rewriting the same (identical) file at once
-/// must never share a temporary file.
+/// must never share a temporary file. `<stem>.partial.<host>.<pid>.<uuid>`: the host and pid
+/// tell [`remove_stale_partials`] whether its writer is gone.
 fn temporary_name(path: &Path) -> PathBuf {
     path.with_extension(format!(
-        "partial.{}.{}",
+        "partial.{}.{}.{}",
+        host(),
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     ))
+}
+
+/// This machine's name, reduced to letters, digits and `-` (it goes into file names).
+fn host() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let clean: String = name
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    if clean.is_empty() {
+        "host".into()
+    } else {
+        clean
+    }
+}
+
+/// A temporary file this old is abandoned whoever wrote it: a live writer streams into its
+/// file continuously, and a whole run takes seconds.
+const ABANDONED_PARTIAL_S: u64 = 3_600;
+
+/// Removes temporary files that a writer left behind when it was killed (`kill -9`, a power
+/// cut): those of this host whose process is gone, and any older than an hour. Final names
+/// are never touched. Returns how many it removed.
+pub fn remove_stale_partials(dir: &Path) -> usize {
+    let me = host();
+    let mut removed = 0;
+    for sub in [dir.to_path_buf(), dir.join("partners")] {
+        let Ok(entries) = std::fs::read_dir(&sub) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((_, tail)) = name.split_once(".partial.") else {
+                continue;
+            };
+            let mut parts = tail.split('.');
+            let (writer_host, pid) = (
+                parts.next(),
+                parts.next().and_then(|p| p.parse::<u32>().ok()),
+            );
+            let writer_gone = writer_host == Some(me.as_str())
+                && pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+            let abandoned = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > ABANDONED_PARTIAL_S);
+            if (writer_gone || abandoned) && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
 }
 
 fn sync_dir(dir: &Path) {

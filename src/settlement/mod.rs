@@ -124,6 +124,21 @@ pub fn settle_due(
     } else {
         settle_through(conn, settings, signer, through, now)?
     };
+    // A run closed by a process that stopped before its files were complete (killed, say)
+    // gets them now; the files are a function of the run, so this writes what it would have.
+    for run in SettlementRun::unfinished(conn)? {
+        let done = out
+            .iter()
+            .any(|o| o.business_date == run.business_date && o.version == run.version);
+        if !done {
+            tracing::warn!(
+                settlement.day = %run.business_date,
+                settlement.version = run.version,
+                "completing the files of an unfinished run"
+            );
+            out.push(write_run(conn, settings, signer, &run, false)?);
+        }
+    }
     // Uploads for days already closed make a new version of those days.
     let since = now.naive_utc() - chrono::TimeDelta::days(crate::reconciliation::MAX_AGE_DAYS + 1);
     for day in Upload::days_uploaded_since(conn, since)? {
@@ -253,10 +268,22 @@ fn settle_day(
         Ok((run, true))
     })?;
     let (run, newly_closed) = run;
+    write_run(conn, settings, signer, &run, newly_closed)
+}
+
+/// Writes a closed run's files and records its manifest digest.
+fn write_run(
+    conn: &mut DbConn,
+    settings: &Settings,
+    signer: &Signer<'_>,
+    run: &SettlementRun,
+    newly_closed: bool,
+) -> Result<DayOutcome, SettleError> {
+    let day = run.business_date;
     let snapshot: Snapshot = serde_json::from_str(&run.snapshot_json)
         .map_err(|e| DbError::Invariant(format!("snapshot of {day}: {e}")))?;
     let started = std::time::Instant::now();
-    let written = write_files(conn, settings, signer, &run, &snapshot)?;
+    let written = write_files(conn, settings, signer, run, &snapshot)?;
     let (dir, manifest_sha) = (written.dir.clone(), written.manifest_sha256.clone());
     metrics::histogram!("alliance_settlement_duration_seconds")
         .record(started.elapsed().as_secs_f64());

@@ -208,6 +208,10 @@ pub(super) fn write_files(
         .statements_dir()
         .join(day.to_string())
         .join(format!("v{}", run.version));
+    let stale = files::remove_stale_partials(&dir);
+    if stale > 0 {
+        tracing::warn!(settlement.day = %day, files.removed = stale, "removed temporary files of a writer that stopped");
+    }
     let closed_at = run
         .closed_at
         .and_utc()

@@ -6,6 +6,7 @@ mod helpers;
 mod lifecycle;
 mod ops;
 mod settlement;
+mod settlement_crash;
 mod settlement_totals;
 mod signatures;
 mod transactions;
