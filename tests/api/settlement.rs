@@ -286,7 +286,7 @@ async fn a_closed_day_gets_signed_reproducible_statements_and_later_records_are_
 }
 
 #[tokio::test]
-async fn a_gateway_that_starts_after_closing_time_catches_up_on_every_due_day() {
+async fn two_gateways_that_start_after_closing_time_settle_every_due_day_exactly_once() {
     let app = spawn_app().await;
     let rst = app.partner(RST);
     let tz = chrono_tz::Asia::Shanghai;
@@ -305,12 +305,15 @@ async fn a_gateway_that_starts_after_closing_time_catches_up_on_every_due_day() 
         201
     );
 
-    // A second instance on the same database starts: its start-up catch-up settles every day
-    // from the backdated record's day up to the last one whose closing time has passed.
-    let second = alliance_gateway::startup::Application::build(app.settings.clone())
-        .await
-        .unwrap();
-    tokio::spawn(second.run_until_stopped());
+    // Two more instances on the same database start at once: their start-up catch-ups race
+    // to settle every day from the backdated record's day up to the last one whose closing
+    // time has passed.
+    let (second, third) = tokio::join!(
+        alliance_gateway::startup::Application::build(app.settings.clone()),
+        alliance_gateway::startup::Application::build(app.settings.clone()),
+    );
+    tokio::spawn(second.unwrap().run_until_stopped());
+    tokio::spawn(third.unwrap().run_until_stopped());
     let due =
         alliance_gateway::settlement::due_through(&app.settings.settlement_cron, tz, Utc::now())
             .unwrap();
@@ -347,6 +350,17 @@ async fn a_gateway_that_starts_after_closing_time_catches_up_on_every_due_day() 
         closed,
         "one run per day, whoever settled it"
     );
+    // Let both catch-ups finish, then: each day was closed by exactly one of them, and its
+    // files verify.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        app.count("audit_log WHERE action = 'settlement.close'"),
+        closed,
+        "each day closed once"
+    );
+    assert_eq!(app.count("settlement_runs WHERE version > 1"), 0);
+    let (code, out, err) = admin(&app, &["verify-statement", &first.display().to_string()]).await;
+    assert_eq!(code, 0, "{out}{err}");
 }
 
 /// A signed `PUT /v1/reconciliation/{day}` with a CSV body.
