@@ -305,20 +305,34 @@ async fn two_gateways_that_start_after_closing_time_settle_every_due_day_exactly
         201
     );
 
-    // Two more instances on the same database start at once: their start-up catch-ups race
-    // to settle every day from the backdated record's day up to the last one whose closing
-    // time has passed.
-    let (second, third) = tokio::join!(
-        alliance_gateway::startup::Application::build(app.settings.clone()),
-        alliance_gateway::startup::Application::build(app.settings.clone()),
-    );
-    tokio::spawn(second.unwrap().run_until_stopped());
-    tokio::spawn(third.unwrap().run_until_stopped());
+    // Two more gateway processes on the same database start at once: their start-up
+    // catch-ups race to settle every day from the backdated record's day up to the last one
+    // whose closing time has passed.
+    let serve = || {
+        cli(&app)
+            .args(["serve"])
+            .env("ALLIANCE_LISTEN", "127.0.0.1:0")
+            .env("ALLIANCE_OPS_LISTEN", "127.0.0.1:0")
+            .env("ALLIANCE_SETTLEMENT_ENABLED", "true")
+            .env("ALLIANCE_LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let gateways = [KillOnDrop(serve()), KillOnDrop(serve())];
     let due =
         alliance_gateway::settlement::due_through(&app.settings.settlement_cron, tz, Utc::now())
             .unwrap();
     let mut closed = 0;
-    for _ in 0..50 {
+    for _ in 0..200 {
         closed = app.count("business_days WHERE status = 'closed'");
         if closed == (due - three_days_ago).num_days() + 1 {
             break;
@@ -352,7 +366,8 @@ async fn two_gateways_that_start_after_closing_time_settle_every_due_day_exactly
     );
     // Let both catch-ups finish, then: each day was closed by exactly one of them, and its
     // files verify.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    drop(gateways);
     assert_eq!(
         app.count("audit_log WHERE action = 'settlement.close'"),
         closed,
