@@ -580,3 +580,49 @@ S-A,sale,,100.00,12.00,0\r\nS-B,sale,,50.00,0.00,0\r\nS-B,reversal,R-1,20.00,0.0
         vec![(2, "settled".to_owned()), (1, "superseded".to_owned())]
     );
 }
+
+#[tokio::test]
+async fn with_the_bom_setting_every_csv_starts_with_a_bom_that_the_manifest_covers() {
+    let app = spawn_app().await;
+    let tz = chrono_tz::Asia::Shanghai;
+    let yesterday = Utc::now().with_timezone(&tz).date_naive() - Duration::days(1);
+    let when = tz
+        .from_local_datetime(&yesterday.and_hms_opt(12, 0, 0).unwrap())
+        .unwrap()
+        .to_rfc3339();
+    let body = json!({"partner_txn_id": "BOM-1", "card_no": GOLD_CARD, "store_id": "store-1",
+        "occurred_at": when, "gross_fen": 1_000, "discount_fen": 0, "redeem_points": 0});
+    let res = app
+        .partner(RST)
+        .post_idem("/v1/transactions", &body, &idem())
+        .await;
+    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+    // The setting is the closing process's: here the admin's `settle`.
+    let out = cli(&app)
+        .env("ALLIANCE_CSV_BOM", "true")
+        .args(["settle", &yesterday.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = app
+        .settings
+        .statements_dir()
+        .join(yesterday.to_string())
+        .join("v1");
+    for name in ["summary.csv", "discrepancies.csv", "partners/P-RST-001.csv"] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        assert!(bytes.starts_with(b"\xEF\xBB\xBFbusiness_date,"), "{name}");
+    }
+    // The BOM setting is frozen with the day: settling it again from a process without the
+    // setting rewrites the same bytes.
+    let summary = std::fs::read(dir.join("summary.csv")).unwrap();
+    assert_ok(admin(&app, &["settle", &yesterday.to_string()]).await);
+    assert_eq!(std::fs::read(dir.join("summary.csv")).unwrap(), summary);
+    // The manifest's hashes cover the BOM, and the run verifies.
+    let (code, out, err) = admin(&app, &["verify-statement", &dir.display().to_string()]).await;
+    assert_eq!(code, 0, "{out}{err}");
+}
