@@ -3,7 +3,7 @@
 //! Framework-free: the HTTP edge hands in a [`RequestView`].
 use crate::db::certificates::Certificate;
 use crate::db::finance_users::FinanceUser;
-use crate::db::nonces::{NewNonce, Nonce};
+use crate::db::nonces::NewNonce;
 use crate::db::partners::Partner;
 use crate::db::signing_keys::SigningKey;
 use crate::db::{DbConn, DbError};
@@ -220,27 +220,37 @@ fn needs_signature(identity: &Identity, req: &RequestView<'_>) -> bool {
     !(matches!(identity, Identity::Finance(_)) && req.method == "GET" && unsigned)
 }
 
-/// Every check of a request, in the contract's order: certificate, signature, nonce.
-pub fn authenticate(
+/// Where the read-only checks left a request.
+pub enum Checked {
+    /// Nothing to claim (finance reading without a signature).
+    Done(Caller),
+    /// The signature verified; its nonce is still to be claimed, last, so that a forged request
+    /// cannot burn one. The server claims it in a group-commit batch.
+    NonceToClaim(PendingNonce),
+}
+
+/// Every check of a request that only reads, in the contract's order: certificate, then
+/// signature. The nonce is claimed after it ([`PendingNonce`]).
+pub fn check(
     conn: &mut DbConn,
     peer: Option<&PeerCertificate>,
     req: &RequestView<'_>,
     now: DateTime<Utc>,
-) -> Result<Caller, AuthError> {
+) -> Result<Checked, AuthError> {
     // Plain autocommit reads: wrapping them in BEGIN/COMMIT measured slower on SQLite (diesel
     // sends those two unprepared) and a registry change between them is harmless.
     let identity = check_certificate(conn, peer, now)?;
     if !needs_signature(&identity, req) {
-        return Ok(Caller {
+        return Ok(Checked::Done(Caller {
             identity,
             key_id: String::new(),
             signature_label: String::new(),
             signature_value: String::new(),
             content_digest: None,
-        });
+        }));
     }
     let verified = check_signature(conn, &identity, req, now)?;
-    claim_nonce(conn, identity, verified)
+    Ok(Checked::NonceToClaim(PendingNonce { identity, verified }))
 }
 
 /// A signature that verified, whose nonce is still to be claimed.
@@ -253,29 +263,39 @@ pub struct Verified {
     nonce_expires_at: chrono::NaiveDateTime,
 }
 
-/// Claims the nonce: last, so a forged request cannot burn one.
-fn claim_nonce(conn: &mut DbConn, identity: Identity, v: Verified) -> Result<Caller, AuthError> {
-    let fresh = Nonce::claim(
-        conn,
-        &NewNonce {
-            key_id: &v.key_id,
-            nonce_sha256: &v.nonce_sha256,
-            expires_at: v.nonce_expires_at,
-        },
-    )?;
-    if !fresh {
-        return Err(AuthError::ReplayedRequest {
-            label: v.label,
-            value: v.value,
-        });
+/// A verified request whose nonce is still to be claimed.
+pub struct PendingNonce {
+    identity: Identity,
+    verified: Verified,
+}
+
+impl PendingNonce {
+    /// The row that claims the nonce.
+    pub fn new_nonce(&self) -> NewNonce<'_> {
+        NewNonce {
+            key_id: &self.verified.key_id,
+            nonce_sha256: &self.verified.nonce_sha256,
+            expires_at: self.verified.nonce_expires_at,
+        }
     }
-    Ok(Caller {
-        identity,
-        key_id: v.key_id,
-        signature_label: v.label,
-        signature_value: v.value,
-        content_digest: v.content_digest,
-    })
+
+    /// The caller, once the claim said whether the nonce was `fresh`.
+    pub fn claimed(self, fresh: bool) -> Result<Caller, AuthError> {
+        let v = self.verified;
+        if !fresh {
+            return Err(AuthError::ReplayedRequest {
+                label: v.label,
+                value: v.value,
+            });
+        }
+        Ok(Caller {
+            identity: self.identity,
+            key_id: v.key_id,
+            signature_label: v.label,
+            signature_value: v.value,
+            content_digest: v.content_digest,
+        })
+    }
 }
 
 /// Verifies the request's signature for `identity` (everything but the nonce).

@@ -22,6 +22,7 @@ pub mod certificates;
 pub mod executor;
 pub mod finance_users;
 pub mod gateway_keys;
+pub mod group_commit;
 pub mod idempotency_keys;
 pub mod ledger;
 pub mod member_refs;
@@ -71,6 +72,8 @@ pub enum DbError {
     Migration(String),
     #[error("stored data is inconsistent: {0}")]
     Invariant(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Opens connections for the backend the URL named; never guesses (diesel's multi-connection
@@ -90,8 +93,13 @@ pub struct Manager {
 /// WAL pages ran inside some unlucky request's nonce insert (a fifth of that insert's cost).
 /// `checkpoint` below runs once a second instead, off the request path, and copies each page
 /// the nonces keep rewriting once per second rather than once per thousand frames.
+/// Savepoints (one per request in a group-commit batch) keep their page copies in memory
+/// (`temp_store = MEMORY`) rather than in a temporary file: that file's writes were a tenth of
+/// the writer's time. A 16 MiB page cache (the default is 2 MiB) keeps the indexes a sale
+/// touches in memory instead of re-reading them from the WAL.
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;";
+     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
+     PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;";
 
 impl Manager {
     pub fn new(url: DatabaseUrl) -> Self {
@@ -133,8 +141,10 @@ impl ManageConnection for Manager {
             .map_err(r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        false
+    /// A connection still inside a transaction (a job that panicked half way) is dropped
+    /// rather than handed to the next user with someone else's transaction open.
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        in_transaction(conn)
     }
 }
 
@@ -183,13 +193,27 @@ pub fn exclusive_write<T>(conn: &mut DbConn, f: impl FnOnce(&mut DbConn) -> T) -
     }
 }
 
+/// True while `conn` has a transaction open.
+pub fn in_transaction(conn: &mut DbConn) -> bool {
+    !matches!(
+        <DbConn as Connection>::TransactionManager::transaction_manager_status_mut(conn)
+            .transaction_depth(),
+        Ok(None)
+    )
+}
+
 /// Runs `f` in a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so the write lock is
-/// taken up front and two writers never deadlock upgrading a read lock.
+/// taken up front and two writers never deadlock upgrading a read lock. Inside a transaction
+/// that is already open (a group-commit batch, see `group_commit`) it is a savepoint: `f`'s
+/// changes are rolled back alone if it fails.
 pub fn write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
+    if in_transaction(conn) {
+        return conn.transaction(f);
+    }
     exclusive_write(conn, |conn| write_tx_unlocked(conn, f))
 }
 

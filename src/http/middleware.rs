@@ -111,14 +111,40 @@ async fn authenticate(
     owned: OwnedView,
 ) -> Result<Caller, Refusal> {
     let pool = state.pool.clone();
-    let outcome = state
+    let checked = state
         .db
-        .run(move || -> Result<Caller, auth::AuthError> {
+        .run(move || -> Result<auth::Checked, auth::AuthError> {
             let mut conn = pool.get().map_err(crate::db::DbError::from)?;
-            auth::authenticate(&mut conn, peer.as_ref(), &owned.view(), chrono::Utc::now())
+            auth::check(&mut conn, peer.as_ref(), &owned.view(), chrono::Utc::now())
         })
         .await
         .map_err(|e| (Problem::from(e), None))?;
+    let outcome = match checked {
+        Ok(auth::Checked::Done(caller)) => Ok(caller),
+        Ok(auth::Checked::NonceToClaim(pending)) => {
+            // The claim is a write: it joins the next group-commit batch.
+            let row = pending.new_nonce();
+            let (key_id, nonce_sha256, expires_at) =
+                (row.key_id.to_owned(), row.nonce_sha256.to_owned(), row.expires_at);
+            let lane = nonce_sha256.clone();
+            let fresh = state
+                .writes
+                .run(lane.as_bytes(), move |conn| -> Result<bool, crate::db::DbError> {
+                    let row = crate::db::nonces::NewNonce {
+                        key_id: &key_id,
+                        nonce_sha256: &nonce_sha256,
+                        expires_at,
+                    };
+                    Ok(crate::db::nonces::Nonce::claim(conn, &row)?)
+                })
+                .await
+                .map_err(|e| (Problem::from(e), None))?;
+            fresh
+                .map_err(auth::AuthError::from)
+                .and_then(|fresh| pending.claimed(fresh))
+        }
+        Err(e) => Err(e),
+    };
     outcome.map_err(|e| {
         metrics::record_auth_failure(e.code());
         let bound = e.bound_signature();

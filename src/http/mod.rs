@@ -9,6 +9,7 @@ pub mod tls;
 
 use crate::config::Settings;
 use crate::db::executor::Executor;
+use crate::db::group_commit::GroupCommit;
 use crate::db::Pool;
 use crate::pki::keys::PrivateKey;
 use crate::pki::secrets::MemberKeys;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub pool: Pool,
     /// Where blocking database work runs.
     pub db: Executor,
+    /// Where the request path's writes run, batched into shared commits.
+    pub writes: GroupCommit,
     pub settings: Arc<Settings>,
     pub gateway_key: Arc<PrivateKey>,
     pub gateway_key_id: Arc<str>,

@@ -78,6 +78,7 @@ fn one(conn: &mut DbConn, ctx: &Ctx<'_>, item: Value) -> Result<Answer, TxnError
         key: &key,
         request_sha256: &request_sha256,
         retention: TimeDelta::hours(i64::from(s.idempotency_retention_hours)),
+        in_flight_wait_ms: idempotency::IN_FLIGHT_WAIT_MS,
     };
     let now = crate::db::now_utc();
     match kind.as_ref().and_then(Value::as_str) {

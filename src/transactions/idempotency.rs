@@ -6,7 +6,9 @@
 //! [`IN_FLIGHT_WAIT_MS`]) and then replays its answer, so a till that retries quickly still
 //! gets one transaction and identical answers; past the wait it gets
 //! `idempotency-key-in-flight`. On SQLite the single writer already orders them; on
-//! PostgreSQL a per-key advisory lock does.
+//! PostgreSQL a per-key advisory lock does. Work in a group-commit batch must not sleep (it
+//! would hold up the batch), so there the wait is zero and the caller retries instead
+//! ([`Key::in_flight_wait_ms`]).
 use super::TxnError;
 use crate::db::idempotency_keys::StoredResponse;
 use crate::db::{locks, write_tx, DbConn};
@@ -31,10 +33,13 @@ pub struct Key<'a> {
     /// SHA-256 (hex) of the request body as received (of the canonical item, for batch items).
     pub request_sha256: &'a str,
     pub retention: TimeDelta,
+    /// How long to wait here for another gateway's request under the same key: 0 in a
+    /// group-commit batch, whose caller retries; [`IN_FLIGHT_WAIT_MS`] elsewhere.
+    pub in_flight_wait_ms: u64,
 }
 
-/// Takes the per-key lock on PostgreSQL, waiting at most `IN_FLIGHT_WAIT_MS`.
-fn lock_key(conn: &mut DbConn, partner: &str, key: &str) -> Result<(), TxnError> {
+/// Takes the per-key lock on PostgreSQL, waiting at most `wait_ms`.
+fn lock_key(conn: &mut DbConn, partner: &str, key: &str, wait_ms: u64) -> Result<(), TxnError> {
     let DbConn::Postgres(pg) = conn else {
         return Ok(());
     };
@@ -45,7 +50,7 @@ fn lock_key(conn: &mut DbConn, partner: &str, key: &str) -> Result<(), TxnError>
         locked: bool,
     }
     let lock = locks::idempotency(partner, key);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(IN_FLIGHT_WAIT_MS);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
     loop {
         let got: Got = diesel::sql_query(format!(
             "SELECT pg_try_advisory_xact_lock({lock}) AS locked"
@@ -70,7 +75,7 @@ pub fn once(
     work: impl FnOnce(&mut DbConn) -> Result<(u16, String), TxnError>,
 ) -> Result<Answer, TxnError> {
     write_tx(conn, |conn| {
-        lock_key(conn, key.partner, key.key)?;
+        lock_key(conn, key.partner, key.key, key.in_flight_wait_ms)?;
         if let Some(stored) = StoredResponse::find(conn, key.partner, key.key, now)? {
             if stored.request_sha256 != key.request_sha256 {
                 return Err(TxnError::IdempotencyKeyReused);

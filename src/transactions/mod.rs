@@ -64,6 +64,12 @@ pub enum TxnError {
     Db(#[from] DbError),
 }
 
+impl crate::db::group_commit::DbFailure for TxnError {
+    fn is_db_failure(&self) -> bool {
+        matches!(self, TxnError::Db(_))
+    }
+}
+
 impl From<diesel::result::Error> for TxnError {
     fn from(e: diesel::result::Error) -> Self {
         TxnError::Db(DbError::Query(e))

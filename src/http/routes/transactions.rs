@@ -90,9 +90,11 @@ fn answer(a: Answer) -> HttpResponse {
     res.content_type("application/json").body(a.body)
 }
 
-/// Runs one idempotent write (a sale or a reversal) on the database threads: `work` gets the
-/// connection inside the idempotency transaction, the context and the request's
-/// Content-Digest, and returns the receipt's JSON (answered 201).
+/// Runs one idempotent write (a sale or a reversal) in a group-commit batch, on the lane of
+/// the partner (whose chain it appends to): `work` gets the connection inside the idempotency
+/// savepoint, the context and the request's Content-Digest, and returns the receipt's JSON
+/// (answered 201). A repeat of a key that another gateway is still working on is retried here
+/// every few milliseconds, up to the in-flight wait, rather than waited for inside the batch.
 async fn idempotent<F>(
     state: web::Data<AppState>,
     partner: PartnerCaller,
@@ -102,16 +104,19 @@ async fn idempotent<F>(
     work: F,
 ) -> Result<HttpResponse, Problem>
 where
-    F: FnOnce(&mut crate::db::DbConn, &Ctx<'_>, &str) -> Result<String, TxnError> + Send + 'static,
+    F: Fn(&mut crate::db::DbConn, &Ctx<'_>, &str) -> Result<String, TxnError>
+        + Send
+        + Sync
+        + 'static,
 {
     let request_sha256 = idempotency::sha256_hex(body);
     let digest = partner.caller.content_digest.clone().unwrap_or_default();
-    let st = state.clone();
-    let answer_ = blocking(&state, move || {
-        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
+    let lane = partner.code.as_str().as_bytes().to_vec();
+    let writes = state.writes.clone();
+    let job = std::sync::Arc::new(move |conn: &mut crate::db::DbConn| {
         let ctx = Ctx {
-            settings: &st.settings,
-            keys: &st.member_keys,
+            settings: &state.settings,
+            keys: &state.member_keys,
             partner: &partner.code,
             now,
         };
@@ -119,15 +124,25 @@ where
             partner: partner.code.as_str(),
             key: &key,
             request_sha256: &request_sha256,
-            retention: TimeDelta::hours(i64::from(st.settings.idempotency_retention_hours)),
+            retention: TimeDelta::hours(i64::from(state.settings.idempotency_retention_hours)),
+            in_flight_wait_ms: 0,
         };
-        idempotency::once(&mut conn, &idem, now.naive_utc(), |conn| {
+        idempotency::once(conn, &idem, now.naive_utc(), |conn| {
             Ok((201, work(conn, &ctx, &digest)?))
         })
-        .map_err(Problem::from)
-    })
-    .await?;
-    Ok(answer(answer_))
+    });
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_millis(idempotency::IN_FLIGHT_WAIT_MS);
+    loop {
+        let job = job.clone();
+        let outcome = writes.run(&lane, move |conn| job(conn)).await?;
+        match outcome {
+            Err(TxnError::IdempotencyKeyInFlight) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            other => return Ok(answer(other?)),
+        }
+    }
 }
 
 /// `POST /v1/transactions`
