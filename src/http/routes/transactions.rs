@@ -278,16 +278,19 @@ pub async fn issue_token(
     let request: TokenRequest = parse_json(&req, &body)?;
     let now = chrono::Utc::now();
     let st = state.clone();
-    let issued = blocking(&state, move || {
-        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
-        let ctx = Ctx {
-            settings: &st.settings,
-            keys: &st.member_keys,
-            partner: &partner.code,
-            now,
-        };
-        tokens::issue(&mut conn, &ctx, request).map_err(Problem::from)
-    })
-    .await?;
+    let lane = partner.code.as_str().as_bytes().to_vec();
+    // A write on the request path: it joins a group-commit batch like sales do.
+    let issued = state
+        .writes
+        .run(&lane, move |conn| {
+            let ctx = Ctx {
+                settings: &st.settings,
+                keys: &st.member_keys,
+                partner: &partner.code,
+                now,
+            };
+            tokens::issue(conn, &ctx, &request)
+        })
+        .await??;
     Ok(HttpResponse::Created().json(issued))
 }
