@@ -3,8 +3,8 @@
 use crate::config::Settings;
 use crate::db::alliance::Alliance;
 use crate::db::executor::Executor;
-use crate::db::group_commit::GroupCommit;
 use crate::db::gateway_keys::GatewayKey;
+use crate::db::group_commit::GroupCommit;
 use crate::db::nonces::Nonce;
 use crate::db::{self, Pool};
 use crate::http::problem::json_error;
@@ -45,15 +45,14 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let paths = Paths::new(&settings);
-        // SQLite has one writer whatever we do, so one group-commit lane; PostgreSQL gets one
-        // lane per four request threads. Each lane holds a connection while it commits, on top
-        // of one per request thread.
-        let writer_lanes = match settings.database {
-            crate::config::DatabaseUrl::Sqlite(_) => 1,
-            crate::config::DatabaseUrl::Postgres(_) => (settings.db_pool_size / 4).max(1),
-        };
-        let pool = db::pool(&settings.database, settings.db_pool_size + writer_lanes)
-            .context("opening the database")?;
+        // On SQLite the group-commit writer holds one connection on top of one per request
+        // thread.
+        let sqlite = matches!(settings.database, crate::config::DatabaseUrl::Sqlite(_));
+        let pool = db::pool(
+            &settings.database,
+            settings.db_pool_size + u32::from(sqlite),
+        )
+        .context("opening the database")?;
         {
             let pool = pool.clone();
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
@@ -89,7 +88,11 @@ impl Application {
             pool: pool.clone(),
             // One thread per connection: a job never waits for a connection, only for a thread.
             db: Executor::start(settings.db_pool_size as usize)?,
-            writes: GroupCommit::start(pool.clone(), writer_lanes as usize)?,
+            writes: if sqlite {
+                Some(GroupCommit::start(pool.clone())?)
+            } else {
+                None
+            },
             settings: settings.clone(),
             gateway_key: Arc::new(gateway_key),
             gateway_key_id: Arc::from(gateway_key_id.as_str()),

@@ -1,13 +1,12 @@
-//! Group commit: the request path's writes (nonce claims, sales, reversals, member tokens) run
-//! on a few writer threads that each put whatever work is waiting into one database
-//! transaction, with one savepoint per request, and commit once.
+//! Group commit on SQLite: the request path's writes (nonce claims, sales, reversals, member
+//! tokens) run on one writer thread that puts whatever work is waiting into one transaction,
+//! with one savepoint per request, and commits once.
 //!
-//! Why: committing is the expensive part of a small write. On SQLite every commit appends each
-//! page it touched to the WAL, and the pages of a sale (index tails, the chain head, the
-//! nonce table) are mostly the same from one sale to the next; on PostgreSQL every commit
-//! waits for a WAL flush, and a partner's hash chain is locked until its commit, so one
-//! partner's sales could never share a flush. A batch writes those pages and waits for that
-//! flush once.
+//! Why: SQLite has a single writer whatever we do, and committing is the expensive part of a
+//! small write: every commit appends each page it touched to the WAL, and the pages of one
+//! sale (index tails, the chain head, the nonce table) are mostly those of the next. A batch
+//! writes them once. The writer also keeps one connection, whose page cache stays warm
+//! because no other connection writes in between.
 //!
 //! What stays as it was:
 //! - **Atomic per request.** Each job runs in its own savepoint: a job that fails is rolled
@@ -15,15 +14,13 @@
 //! - **Durable before answered.** A job's answer is sent only after its batch has committed.
 //! - **No batch-made failures.** A job that failed on a database error in a batch of several,
 //!   and every job of a batch whose commit failed, runs again alone in a fresh transaction, so
-//!   the answer a caller gets is one that its request would have got on its own. (On
-//!   PostgreSQL a batch holds its locks longer; a deadlock with another gateway's batch is
-//!   detected by the server, fails that one savepoint, and the job is retried alone.)
+//!   the answer a caller gets is one its request would have got on its own.
 //! - **Bounded.** At most [`MAX_BATCH_JOBS`] jobs per transaction and [`MAX_QUEUED_JOBS`]
-//!   waiting per writer; beyond that the caller gets `Overloaded` (503).
+//!   waiting; beyond that the caller gets `Overloaded` (503).
 //!
-//! Lanes: SQLite has one writer per database, so one lane. On PostgreSQL the writers are
-//! chosen by a key: a partner's sales and reversals always go to the same lane, so two lanes of
-//! one gateway never wait for each other on that partner's chain lock.
+//! Not on PostgreSQL: there a batch would be one connection working through its jobs one
+//! round trip at a time (measured at half the throughput of separate transactions), and the
+//! server already shares WAL flushes between concurrent commits (see `http::routes::write`).
 use super::executor::ExecutorError;
 use super::{DbConn, DbError, Pool};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -32,7 +29,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// Jobs per transaction. A sale's work is a few hundred microseconds, so a full batch holds
 /// the writer for a few tens of milliseconds at most.
 pub const MAX_BATCH_JOBS: usize = 64;
-/// Jobs waiting per lane beyond this are refused (503) instead of queueing without bound.
+/// Jobs waiting beyond this are refused (503) instead of queueing without bound.
 pub const MAX_QUEUED_JOBS: usize = 4096;
 
 /// An error that says whether it came from the database (and so may pass when run alone)
@@ -54,8 +51,11 @@ impl DbFailure for DbError {
 }
 
 trait Job: Send {
-    /// Runs the work in a savepoint of the open transaction and keeps its outcome.
+    /// Runs the work in the open transaction (in a savepoint of its own unless it is a single
+    /// statement, see [`GroupCommit::run_statement`]) and keeps its outcome.
     fn run(&mut self, conn: &mut DbConn);
+    /// False for a job run without a savepoint: if it fails, the whole batch must roll back.
+    fn guarded(&self) -> bool;
     /// True when the kept outcome is a database failure.
     fn failed_in_db(&self) -> bool;
     /// Answers the caller: the kept outcome if the transaction committed, else the error.
@@ -64,6 +64,7 @@ trait Job: Send {
 
 struct Pending<T, E, F> {
     work: F,
+    savepoint: bool,
     outcome: Option<Result<T, E>>,
     reply: tokio::sync::oneshot::Sender<Result<T, E>>,
 }
@@ -76,9 +77,14 @@ where
 {
     fn run(&mut self, conn: &mut DbConn) {
         let work = &mut self.work;
+        let savepoint = self.savepoint;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            // Inside an open transaction this is a savepoint, rolled back if `work` fails.
-            diesel::Connection::transaction(conn, |c| work(c))
+            if savepoint {
+                // Inside an open transaction this is a savepoint, rolled back if `work` fails.
+                diesel::Connection::transaction(conn, |c| work(c))
+            } else {
+                work(conn)
+            }
         }))
         .unwrap_or_else(|_| {
             Err(E::from(DbError::Invariant(
@@ -88,17 +94,23 @@ where
         self.outcome = Some(outcome);
     }
 
+    fn guarded(&self) -> bool {
+        self.savepoint
+    }
+
     fn failed_in_db(&self) -> bool {
         matches!(&self.outcome, Some(Err(e)) if e.is_db_failure())
     }
 
     fn answer(self: Box<Self>, committed: Result<(), DbError>) {
-        let result = match (committed, self.outcome) {
-            (Ok(()), Some(outcome)) => outcome,
-            (Ok(()), None) => Err(E::from(DbError::Invariant(
+        let result = match (self.outcome, committed) {
+            // A failed job changed nothing, whatever became of its transaction.
+            (Some(Err(refused)), _) => Err(refused),
+            (Some(Ok(done)), Ok(())) => Ok(done),
+            (Some(Ok(_)), Err(e)) => Err(E::from(e)),
+            (None, _) => Err(E::from(DbError::Invariant(
                 "a database job was answered before it ran".into(),
             ))),
-            (Err(e), _) => Err(E::from(e)),
         };
         // A caller that went away (client disconnected) no longer needs the answer.
         let _ = self.reply.send(result);
@@ -107,36 +119,48 @@ where
 
 type BoxedJob = Box<dyn Job>;
 
-/// The writer lanes of one gateway.
+/// The SQLite writer of one gateway.
 #[derive(Clone)]
 pub struct GroupCommit {
-    lanes: Vec<Sender<BoxedJob>>,
+    queue: Sender<BoxedJob>,
 }
 
 impl GroupCommit {
-    /// Starts `lanes` writer threads (at least one) over `pool`.
-    pub fn start(pool: Pool, lanes: usize) -> std::io::Result<Self> {
-        let mut senders = Vec::new();
-        for i in 0..lanes.max(1) {
-            let (tx, rx) = bounded::<BoxedJob>(MAX_QUEUED_JOBS);
-            let pool = pool.clone();
-            std::thread::Builder::new()
-                .name(format!("db-writer-{i}"))
-                .spawn(move || writer(&pool, &rx))?;
-            senders.push(tx);
-        }
-        Ok(GroupCommit { lanes: senders })
+    /// Starts the writer thread over `pool`.
+    pub fn start(pool: Pool) -> std::io::Result<Self> {
+        let (queue, jobs) = bounded::<BoxedJob>(MAX_QUEUED_JOBS);
+        std::thread::Builder::new()
+            .name("db-writer".into())
+            .spawn(move || writer(&pool, &jobs))?;
+        Ok(GroupCommit { queue })
     }
 
-    pub fn lanes(&self) -> usize {
-        self.lanes.len()
-    }
-
-    /// Runs `work` in the next batch of the lane that `lane_key` picks, and waits (without
+    /// Runs `work` in the next batch, and waits (without
     /// blocking the async worker) until its batch has committed. `work` may run more than once,
     /// each time in a fresh savepoint whose changes were rolled back, so it must only read
     /// what it captured.
-    pub async fn run<T, E, F>(&self, lane_key: &[u8], work: F) -> Result<Result<T, E>, ExecutorError>
+    pub async fn run<T, E, F>(&self, work: F) -> Result<Result<T, E>, ExecutorError>
+    where
+        T: Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + DbFailure + Send + 'static,
+        F: FnMut(&mut DbConn) -> Result<T, E> + Send + 'static,
+    {
+        self.submit(work, true).await
+    }
+
+    /// [`GroupCommit::run`] for work that is one statement, which either succeeds or fails
+    /// with a database error: it runs without a savepoint (two statements fewer), and if it
+    /// fails the whole batch rolls back and every job in it runs again alone.
+    pub async fn run_statement<T, E, F>(&self, work: F) -> Result<Result<T, E>, ExecutorError>
+    where
+        T: Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + DbFailure + Send + 'static,
+        F: FnMut(&mut DbConn) -> Result<T, E> + Send + 'static,
+    {
+        self.submit(work, false).await
+    }
+
+    async fn submit<T, E, F>(&self, work: F, savepoint: bool) -> Result<Result<T, E>, ExecutorError>
     where
         T: Send + 'static,
         E: From<DbError> + From<diesel::result::Error> + DbFailure + Send + 'static,
@@ -145,32 +169,24 @@ impl GroupCommit {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: BoxedJob = Box::new(Pending {
             work,
+            savepoint,
             outcome: None,
             reply,
         });
-        self.lane(lane_key)
+        self.queue
             .try_send(job)
             .map_err(|_| ExecutorError::Overloaded)?;
         answer.await.map_err(|_| ExecutorError::Lost)
     }
-
-    fn lane(&self, key: &[u8]) -> &Sender<BoxedJob> {
-        // FNV-1a: stable and cheap; the keys are partner codes, not attacker-chosen at scale.
-        let hash = key.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        let index = usize::try_from(hash % self.lanes.len() as u64).unwrap_or(0);
-        &self.lanes[index]
-    }
 }
 
-/// One lane: takes the first waiting job and whatever else is already queued behind it, up to
+/// The writer: takes the first waiting job and whatever else is already queued behind it, up to
 /// [`MAX_BATCH_JOBS`]. No job waits for a batch to fill: under light load a batch is one job.
 ///
-/// The lane keeps one connection for as long as it works: SQLite keeps a connection's page
+/// The writer keeps one connection for as long as it works: SQLite keeps a connection's page
 /// cache only while no other connection writes, so a writer that took any pooled connection
 /// re-read the pages it had just written. A batch that fails to commit gives its connection
-/// back (it may be the connection that failed) and the lane takes another.
+/// back (it may be the connection that failed) and the writer takes another.
 fn writer(pool: &Pool, jobs: &Receiver<BoxedJob>) {
     let mut held: Option<super::PooledConn> = None;
     // Ends when every sender (the application state) is gone.
@@ -209,6 +225,12 @@ fn run_batch(conn: &mut DbConn, mut batch: Vec<BoxedJob>) -> bool {
     let committed = super::write_tx(conn, |c| -> Result<(), DbError> {
         for job in batch.iter_mut() {
             job.run(c);
+            if !job.guarded() && job.failed_in_db() {
+                // Nothing undid this failure: on PostgreSQL the transaction is now aborted.
+                return Err(DbError::Invariant(
+                    "a single-statement job failed; the batch is rolled back".into(),
+                ));
+            }
         }
         Ok(())
     });
@@ -241,8 +263,12 @@ fn run_batch(conn: &mut DbConn, mut batch: Vec<BoxedJob>) -> bool {
 fn run_alone(conn: &mut DbConn, mut job: BoxedJob) -> bool {
     let committed = super::write_tx(conn, |c| -> Result<(), DbError> {
         job.run(c);
+        if job.failed_in_db() {
+            return Err(DbError::Invariant("the job failed; rolled back".into()));
+        }
         Ok(())
     });
+    // A database failure may have been the connection's: the writer takes a fresh one.
     let healthy = committed.is_ok();
     job.answer(committed);
     healthy

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 /// A successful answer stored under a partner's Idempotency-Key.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = idempotency_keys)]
 pub struct StoredResponse {
     pub partner_code: String,
@@ -32,16 +32,18 @@ impl StoredResponse {
             .optional())
     }
 
-    /// Stores an answer, replacing an expired one under the same key.
+    /// Stores an answer, replacing an expired one under the same key (a live one was found
+    /// by [`StoredResponse::find`] first, under the key's lock). One statement: an upsert.
     pub fn store(conn: &mut DbConn, r: &StoredResponse) -> QueryResult<()> {
-        concrete!(conn, |c| diesel::delete(
-            idempotency_keys::table.find((&r.partner_code, &r.idempotency_key))
-        )
-        .execute(c))?;
-        concrete!(conn, |c| diesel::insert_into(idempotency_keys::table)
+        let upsert = diesel::insert_into(idempotency_keys::table)
             .values(r)
-            .execute(c)
-            .map(|_| ()))
+            .on_conflict((
+                idempotency_keys::partner_code,
+                idempotency_keys::idempotency_key,
+            ))
+            .do_update()
+            .set(r);
+        concrete!(conn, |c| upsert.execute(c).map(|_| ()))
     }
 
     pub fn prune(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<usize> {

@@ -29,17 +29,13 @@ impl MemberRef {
     }
 
     /// Records that `partner_code` was given `member_ref`. Idempotent and safe against a
-    /// concurrent insert of the same row: `ON CONFLICT DO NOTHING` on the concrete backend (a
-    /// unique violation would abort a PostgreSQL transaction).
+    /// concurrent insert of the same row: `ON CONFLICT DO NOTHING` (a unique violation would
+    /// abort a PostgreSQL transaction). One statement whether or not the row exists.
     pub fn remember(conn: &mut DbConn, new: &NewMemberRef<'_>) -> QueryResult<()> {
-        if Self::member_id(conn, new.partner_code, new.member_ref)?.is_some() {
-            return Ok(());
-        }
-        let insert = diesel::insert_into(member_refs::table).values(new);
-        match conn {
-            DbConn::Sqlite(c) => insert.on_conflict_do_nothing().execute(c)?,
-            DbConn::Postgres(c) => insert.on_conflict_do_nothing().execute(c)?,
-        };
+        let insert = diesel::insert_into(member_refs::table)
+            .values(new)
+            .on_conflict_do_nothing();
+        concrete!(conn, |c| insert.execute(c))?;
         Ok(())
     }
 }

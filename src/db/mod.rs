@@ -274,7 +274,9 @@ pub mod locks {
     /// never booked into a day while it closes.
     pub const BOOKING: i64 = 0x414c_4c49_0002;
 
-    /// One lock per partner's hash chain.
+    /// One lock per partner's hash chain. (A row lock on the chain head, taken by an upsert,
+    /// was tried: with a dozen waiters every commit woke them all to fight over the row, and
+    /// bookings ran a quarter slower than behind this lock's orderly queue.)
     pub fn partner_chain(partner: &str) -> i64 {
         keyed(0x0003, partner.as_bytes())
     }
@@ -301,6 +303,23 @@ pub mod locks {
         low[2..].copy_from_slice(&d.as_ref()[..6]);
         (kind << 48) | i64::from_be_bytes(low)
     }
+}
+
+/// Takes a shared lock and then an exclusive one in a single statement (PostgreSQL; SQLite's
+/// single writer already serialises): one round trip instead of two on the sale path.
+/// PostgreSQL evaluates the select list left to right, so the order is the one given.
+pub fn serialise_shared_then(
+    conn: &mut DbConn,
+    shared_key: i64,
+    exclusive_key: i64,
+) -> Result<(), diesel::result::Error> {
+    if let DbConn::Postgres(c) = conn {
+        diesel::sql_query(format!(
+            "SELECT pg_advisory_xact_lock_shared({shared_key}), pg_advisory_xact_lock({exclusive_key})"
+        ))
+        .execute(c)?;
+    }
+    Ok(())
 }
 
 /// A shared advisory lock for this transaction (PostgreSQL); SQLite's single writer already

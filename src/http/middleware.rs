@@ -5,6 +5,7 @@ use super::metrics;
 use super::problem::{Problem, PROBLEM_JSON};
 use super::{body_limit, AppState};
 use crate::auth::{self, Caller, PeerCertificate, RequestView};
+use crate::db::nonces::{NewNonce, Nonce};
 use crate::signature::digest::content_digest;
 use crate::signature::sign::sign_response;
 use actix_web::body::{to_bytes, BoxBody};
@@ -111,31 +112,40 @@ async fn authenticate(
     owned: OwnedView,
 ) -> Result<Caller, Refusal> {
     let pool = state.pool.clone();
+    let batching = state.writes.is_some();
     let checked = state
         .db
         .run(move || -> Result<auth::Checked, auth::AuthError> {
             let mut conn = pool.get().map_err(crate::db::DbError::from)?;
-            auth::check(&mut conn, peer.as_ref(), &owned.view(), chrono::Utc::now())
+            let checked = auth::check(&mut conn, peer.as_ref(), &owned.view(), chrono::Utc::now())?;
+            match checked {
+                // On PostgreSQL the claim is one autocommit insert, right here.
+                auth::Checked::NonceToClaim(pending) if !batching => {
+                    let fresh = Nonce::claim(&mut conn, &pending.new_nonce())?;
+                    pending.claimed(fresh).map(auth::Checked::Done)
+                }
+                other => Ok(other),
+            }
         })
         .await
         .map_err(|e| (Problem::from(e), None))?;
-    let outcome = match checked {
-        Ok(auth::Checked::Done(caller)) => Ok(caller),
-        Ok(auth::Checked::NonceToClaim(pending)) => {
-            // The claim is a write: it joins the next group-commit batch.
+    let outcome = match (checked, &state.writes) {
+        (Ok(auth::Checked::NonceToClaim(pending)), Some(writes)) => {
+            // On SQLite the claim joins the next group-commit batch.
             let row = pending.new_nonce();
-            let (key_id, nonce_sha256, expires_at) =
-                (row.key_id.to_owned(), row.nonce_sha256.to_owned(), row.expires_at);
-            let lane = nonce_sha256.clone();
-            let fresh = state
-                .writes
-                .run(lane.as_bytes(), move |conn| -> Result<bool, crate::db::DbError> {
-                    let row = crate::db::nonces::NewNonce {
+            let (key_id, nonce_sha256, expires_at) = (
+                row.key_id.to_owned(),
+                row.nonce_sha256.to_owned(),
+                row.expires_at,
+            );
+            let fresh = writes
+                .run_statement(move |conn| -> Result<bool, crate::db::DbError> {
+                    let row = NewNonce {
                         key_id: &key_id,
                         nonce_sha256: &nonce_sha256,
                         expires_at,
                     };
-                    Ok(crate::db::nonces::Nonce::claim(conn, &row)?)
+                    Ok(Nonce::claim(conn, &row)?)
                 })
                 .await
                 .map_err(|e| (Problem::from(e), None))?;
@@ -143,7 +153,11 @@ async fn authenticate(
                 .map_err(auth::AuthError::from)
                 .and_then(|fresh| pending.claimed(fresh))
         }
-        Err(e) => Err(e),
+        (Ok(auth::Checked::NonceToClaim(_)), None) => Err(auth::AuthError::Db(
+            crate::db::DbError::Invariant("a nonce was left unclaimed".into()),
+        )),
+        (Ok(auth::Checked::Done(caller)), _) => Ok(caller),
+        (Err(e), _) => Err(e),
     };
     outcome.map_err(|e| {
         metrics::record_auth_failure(e.code());

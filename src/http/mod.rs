@@ -21,8 +21,9 @@ pub struct AppState {
     pub pool: Pool,
     /// Where blocking database work runs.
     pub db: Executor,
-    /// Where the request path's writes run, batched into shared commits.
-    pub writes: GroupCommit,
+    /// On SQLite, where the request path's writes run, batched into shared commits; `None` on
+    /// PostgreSQL (see `routes::write`).
+    pub writes: Option<GroupCommit>,
     pub settings: Arc<Settings>,
     pub gateway_key: Arc<PrivateKey>,
     pub gateway_key_id: Arc<str>,

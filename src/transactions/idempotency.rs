@@ -11,7 +11,7 @@
 //! ([`Key::in_flight_wait_ms`]).
 use super::TxnError;
 use crate::db::idempotency_keys::StoredResponse;
-use crate::db::{locks, write_tx, DbConn};
+use crate::db::{in_transaction, locks, write_tx, DbConn};
 use chrono::{NaiveDateTime, TimeDelta};
 
 /// How long a repeat waits for the first request under its key.
@@ -67,14 +67,30 @@ fn lock_key(conn: &mut DbConn, partner: &str, key: &str, wait_ms: u64) -> Result
 }
 
 /// Runs `work` once per key, in one write transaction with the stored answer: a failed
-/// `work` stores nothing and changes nothing.
+/// `work` stores nothing and changes nothing. Inside a transaction that is already open (a
+/// group-commit job) it runs in that transaction, whose savepoint the caller rolls back when
+/// this fails.
 pub fn once(
     conn: &mut DbConn,
     key: &Key<'_>,
     now: NaiveDateTime,
     work: impl FnOnce(&mut DbConn) -> Result<(u16, String), TxnError>,
 ) -> Result<Answer, TxnError> {
-    write_tx(conn, |conn| {
+    // In a group-commit batch the job's own savepoint already undoes a failure; a second one
+    // here would only cost two more statements.
+    if in_transaction(conn) {
+        return once_in(conn, key, now, work);
+    }
+    write_tx(conn, |conn| once_in(conn, key, now, work))
+}
+
+fn once_in(
+    conn: &mut DbConn,
+    key: &Key<'_>,
+    now: NaiveDateTime,
+    work: impl FnOnce(&mut DbConn) -> Result<(u16, String), TxnError>,
+) -> Result<Answer, TxnError> {
+    {
         lock_key(conn, key.partner, key.key, key.in_flight_wait_ms)?;
         if let Some(stored) = StoredResponse::find(conn, key.partner, key.key, now)? {
             if stored.request_sha256 != key.request_sha256 {
@@ -106,7 +122,7 @@ pub fn once(
             body,
             replayed: false,
         })
-    })
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

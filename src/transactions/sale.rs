@@ -10,7 +10,9 @@ use crate::db::members::Member;
 use crate::db::offer_versions::OfferVersion;
 use crate::db::partner_chains::ChainHead;
 use crate::db::transactions::Transaction;
-use crate::db::{locks, now_utc, serialise, serialise_shared, DbConn, DbError};
+use crate::db::{
+    locks, now_utc, serialise, serialise_shared, serialise_shared_then, DbConn, DbError,
+};
 use crate::domain::{MemberStatus, Tier};
 use crate::partners::terms::{Terms, BPS_ONE};
 use chrono::{Datelike, NaiveDate};
@@ -61,6 +63,11 @@ impl From<&Transaction> for Receipt {
 /// the shared booking lock, so a day cannot close in between.
 pub fn booking_day(conn: &mut DbConn, date: NaiveDate) -> Result<(NaiveDate, bool), DbError> {
     serialise_shared(conn, locks::BOOKING)?;
+    booked_into(conn, date)
+}
+
+/// [`booking_day`] for a caller that already holds the shared booking lock.
+fn booked_into(conn: &mut DbConn, date: NaiveDate) -> Result<(NaiveDate, bool), DbError> {
     match BusinessDays::last_closed(conn)? {
         Some(closed) if date <= closed => {
             let next = closed
@@ -94,9 +101,7 @@ fn find_member(
     }
     .ok_or(TxnError::MemberNotFound)?;
     let member_ref = ctx.keys.member_ref(partner, member.id);
-    if matches!(name, MemberName::Card(_))
-        && MemberRef::member_id(conn, partner, &member_ref)?.is_none()
-    {
+    if matches!(name, MemberName::Card(_)) {
         MemberRef::remember(
             conn,
             &NewMemberRef {
@@ -144,11 +149,16 @@ pub fn record(
     let partner = ctx.partner.as_str();
     let local = sale.occurred_at.with_timezone(&ctx.settings.timezone);
     let local_date = local.date_naive();
+    // The shared booking lock (a day cannot close under this booking), then the lock on the
+    // partner_txn_id: two requests with one partner_txn_id (under different keys) are ordered
+    // by it, so the check below and the insert cannot interleave across instances.
+    serialise_shared_then(
+        conn,
+        locks::BOOKING,
+        locks::partner_record(partner, &sale.partner_txn_id),
+    )?;
     let (business_date, late) =
-        booking_day(conn, business_day(sale.occurred_at, ctx.settings.timezone))?;
-    // Two requests with one partner_txn_id (under different keys) are ordered by a lock on
-    // that id, so the check below and the insert cannot interleave across instances.
-    serialise(conn, locks::partner_record(partner, &sale.partner_txn_id))?;
+        booked_into(conn, business_day(sale.occurred_at, ctx.settings.timezone))?;
 
     if let Some(existing) =
         Transaction::find_by_partner_txn_id(conn, partner, &sale.partner_txn_id)?
@@ -237,8 +247,8 @@ pub fn record(
         now,
     )?;
 
-    // The chain lock is taken last and held only for the insert and the commit: it
-    // serialises all of a partner's bookings, so everything else happens outside it.
+    // The chain head is locked last and held only for the insert and the commit: it
+    // serialises all of a partner's bookings, so everything else happens before it.
     let head = chain::lock_head(conn, partner)?;
     let mut txn = Transaction {
         txn_id: txn_id.clone(),

@@ -51,7 +51,11 @@ fn random_digits() -> Result<String, DbError> {
 
 /// Issues a token for the member with `card_no`, for a partner with the token-issuer
 /// capability.
-pub fn issue(conn: &mut DbConn, ctx: &Ctx<'_>, req: &TokenRequest) -> Result<IssuedToken, TxnError> {
+pub fn issue(
+    conn: &mut DbConn,
+    ctx: &Ctx<'_>,
+    req: &TokenRequest,
+) -> Result<IssuedToken, TxnError> {
     let card =
         CardNo::parse(&req.card_no).map_err(|e| TxnError::validation("card_no", e.to_string()))?;
     let partner = Partner::find(conn, ctx.partner.as_str())?

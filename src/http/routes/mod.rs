@@ -32,6 +32,33 @@ where
     state.db.run(f).await?
 }
 
+/// Runs a request's write (a sale, a reversal, a member token). On SQLite it joins a
+/// group-commit batch ([`crate::db::group_commit`]). On PostgreSQL it runs in a transaction of
+/// its own on a database thread, so that everything before a partner's chain lock runs side by
+/// side, and the server shares WAL flushes between concurrent commits itself.
+pub async fn write<T, E, F>(state: &AppState, mut work: F) -> Result<Result<T, E>, ExecutorError>
+where
+    T: Send + 'static,
+    E: From<crate::db::DbError>
+        + From<diesel::result::Error>
+        + crate::db::group_commit::DbFailure
+        + Send
+        + 'static,
+    F: FnMut(&mut crate::db::DbConn) -> Result<T, E> + Send + 'static,
+{
+    if let Some(writes) = &state.writes {
+        return writes.run(work).await;
+    }
+    let pool = state.pool.clone();
+    state
+        .db
+        .run(move || {
+            let mut conn = pool.get().map_err(crate::db::DbError::from)?;
+            crate::db::write_tx(&mut conn, |c| work(c))
+        })
+        .await
+}
+
 pub async fn not_found() -> Result<actix_web::HttpResponse, Problem> {
     Err(Problem::new(404, "not-found", "no such resource"))
 }

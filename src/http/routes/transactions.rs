@@ -1,6 +1,6 @@
 //! Thin handlers for the transaction endpoints: parse, run the use case on the database
 //! threads, answer. The use cases live in `crate::transactions`.
-use super::blocking;
+use super::{blocking, write};
 use crate::http::extract::PartnerCaller;
 use crate::http::problem::{json_error, Problem};
 use crate::http::AppState;
@@ -90,8 +90,7 @@ fn answer(a: Answer) -> HttpResponse {
     res.content_type("application/json").body(a.body)
 }
 
-/// Runs one idempotent write (a sale or a reversal) in a group-commit batch, on the lane of
-/// the partner (whose chain it appends to): `work` gets the connection inside the idempotency
+/// Runs one idempotent write (a sale or a reversal) through [`write`]: `work` gets the connection inside the idempotency
 /// savepoint, the context and the request's Content-Digest, and returns the receipt's JSON
 /// (answered 201). A repeat of a key that another gateway is still working on is retried here
 /// every few milliseconds, up to the in-flight wait, rather than waited for inside the batch.
@@ -111,12 +110,11 @@ where
 {
     let request_sha256 = idempotency::sha256_hex(body);
     let digest = partner.caller.content_digest.clone().unwrap_or_default();
-    let lane = partner.code.as_str().as_bytes().to_vec();
-    let writes = state.writes.clone();
+    let st = state.clone();
     let job = std::sync::Arc::new(move |conn: &mut crate::db::DbConn| {
         let ctx = Ctx {
-            settings: &state.settings,
-            keys: &state.member_keys,
+            settings: &st.settings,
+            keys: &st.member_keys,
             partner: &partner.code,
             now,
         };
@@ -124,7 +122,7 @@ where
             partner: partner.code.as_str(),
             key: &key,
             request_sha256: &request_sha256,
-            retention: TimeDelta::hours(i64::from(state.settings.idempotency_retention_hours)),
+            retention: TimeDelta::hours(i64::from(st.settings.idempotency_retention_hours)),
             in_flight_wait_ms: 0,
         };
         idempotency::once(conn, &idem, now.naive_utc(), |conn| {
@@ -135,7 +133,7 @@ where
         + std::time::Duration::from_millis(idempotency::IN_FLIGHT_WAIT_MS);
     loop {
         let job = job.clone();
-        let outcome = writes.run(&lane, move |conn| job(conn)).await?;
+        let outcome = write(&state, move |conn| job(conn)).await?;
         match outcome {
             Err(TxnError::IdempotencyKeyInFlight) if std::time::Instant::now() < deadline => {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -278,19 +276,15 @@ pub async fn issue_token(
     let request: TokenRequest = parse_json(&req, &body)?;
     let now = chrono::Utc::now();
     let st = state.clone();
-    let lane = partner.code.as_str().as_bytes().to_vec();
-    // A write on the request path: it joins a group-commit batch like sales do.
-    let issued = state
-        .writes
-        .run(&lane, move |conn| {
-            let ctx = Ctx {
-                settings: &st.settings,
-                keys: &st.member_keys,
-                partner: &partner.code,
-                now,
-            };
-            tokens::issue(conn, &ctx, &request)
-        })
-        .await??;
+    let issued = write(&state, move |conn| {
+        let ctx = Ctx {
+            settings: &st.settings,
+            keys: &st.member_keys,
+            partner: &partner.code,
+            now,
+        };
+        tokens::issue(conn, &ctx, &request)
+    })
+    .await??;
     Ok(HttpResponse::Created().json(issued))
 }
