@@ -29,6 +29,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// Jobs per transaction. A sale's work is a few hundred microseconds, so a full batch holds
 /// the writer for a few tens of milliseconds at most.
 pub const MAX_BATCH_JOBS: usize = 64;
+/// The writer's page cache: 16 MiB (the default is 2 MiB) keeps the indexes a sale touches in
+/// memory instead of re-reading them from the WAL. Only the writer gets it: no other
+/// connection writes, so only its cache survives from one transaction to the next.
+pub const WRITER_CACHE_PRAGMA: &str = "PRAGMA cache_size = -16384;";
 /// Jobs waiting beyond this are refused (503) instead of queueing without bound.
 pub const MAX_QUEUED_JOBS: usize = 4096;
 
@@ -201,7 +205,13 @@ fn writer(pool: &Pool, jobs: &Receiver<BoxedJob>) {
         let conn = match held.take() {
             Some(conn) => conn,
             None => match pool.get() {
-                Ok(conn) => conn,
+                Ok(mut conn) => {
+                    use diesel::connection::SimpleConnection;
+                    if let Err(e) = conn.batch_execute(WRITER_CACHE_PRAGMA) {
+                        tracing::warn!(error.message = %e, "could not enlarge the writer's page cache");
+                    }
+                    conn
+                }
                 Err(e) => {
                     for job in batch {
                         job.answer(Err(DbError::Unavailable(e.to_string())));

@@ -95,11 +95,12 @@ pub struct Manager {
 /// the nonces keep rewriting once per second rather than once per thousand frames.
 /// Savepoints (one per request in a group-commit batch) keep their page copies in memory
 /// (`temp_store = MEMORY`) rather than in a temporary file: that file's writes were a tenth of
-/// the writer's time. A 16 MiB page cache (the default is 2 MiB) keeps the indexes a sale
-/// touches in memory instead of re-reading them from the WAL.
+/// the writer's time. (The group-commit writer's connection gets a larger page cache, see
+/// `group_commit::WRITER_CACHE_PRAGMA`; the others keep the default 2 MiB, because every write
+/// by another connection makes SQLite throw a connection's whole cache away.)
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
-     PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;";
+     PRAGMA temp_store = MEMORY;";
 
 impl Manager {
     pub fn new(url: DatabaseUrl) -> Self {
