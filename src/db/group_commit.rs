@@ -24,6 +24,7 @@
 use super::executor::ExecutorError;
 use super::{DbConn, DbError, Pool};
 use crossbeam_channel::{bounded, Receiver, Sender};
+use diesel::connection::TransactionManager;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Jobs per transaction. A sale's work is a few hundred microseconds, so a full batch holds
@@ -82,15 +83,25 @@ where
     fn run(&mut self, conn: &mut DbConn) {
         let work = &mut self.work;
         let savepoint = self.savepoint;
+        let depth_before = depth(conn);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             if savepoint {
                 // Inside an open transaction this is a savepoint, rolled back if `work` fails.
-                diesel::Connection::transaction(conn, |c| work(c))
+                diesel::Connection::transaction(&mut *conn, |c| work(c))
             } else {
                 work(conn)
             }
         }))
         .unwrap_or_else(|_| {
+            // A panic skips diesel's rollback: undo the savepoints it left open, so that the
+            // batch's commit really is the batch's and not a savepoint's release.
+            while depth(conn) > depth_before {
+                let rolled_back =
+                    <DbConn as diesel::Connection>::TransactionManager::rollback_transaction(conn);
+                if rolled_back.is_err() {
+                    break;
+                }
+            }
             Err(E::from(DbError::Invariant(
                 "a database job panicked".into(),
             )))
@@ -122,6 +133,15 @@ where
 }
 
 type BoxedJob = Box<dyn Job>;
+
+/// How many transactions and savepoints `conn` has open (0 when none, or when unknown).
+fn depth(conn: &mut DbConn) -> u32 {
+    <DbConn as diesel::Connection>::TransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()
+        .ok()
+        .flatten()
+        .map_or(0, std::num::NonZeroU32::get)
+}
 
 /// The SQLite writer of one gateway.
 #[derive(Clone)]
