@@ -106,9 +106,11 @@ async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<Bytes, Prob
 /// A refusal, with the request signature to bind the answer to when it did verify.
 type Refusal = (Problem, Option<(String, String)>);
 
-/// Routes whose handler writes through the group-commit writer.
-fn writes_anyway(path: &str) -> bool {
-    path.starts_with("/v1/transactions") || path == "/v1/member-tokens"
+/// Requests whose handler writes through the group-commit writer: sales, reversals and member
+/// tokens. (A batch's items each take a transaction of their own, off the writer.)
+fn writes_anyway(method: &str, path: &str) -> bool {
+    let reversal = path.starts_with("/v1/transactions/") && path.ends_with("/reversals");
+    method == "POST" && (path == "/v1/transactions" || reversal || path == "/v1/member-tokens")
 }
 
 async fn authenticate(
@@ -121,7 +123,7 @@ async fn authenticate(
     // the group-commit writer, in the same queue as its write. A read-only request (verify)
     // claims it right here: for it the hand-over to the writer thread cost more than the
     // shared commit saved (measured at concurrency 1 and 64).
-    let batching = state.writes.is_some() && writes_anyway(&owned.path);
+    let batching = state.writes.is_some() && writes_anyway(&owned.method, &owned.path);
     let checked = state
         .db
         .run(move || -> Result<auth::Checked, auth::AuthError> {
@@ -408,4 +410,20 @@ async fn sign(
         Err(e) => tracing::error!(error.message = %e, "response signing failed"),
     }
     res.map_into_boxed_body()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writes_anyway;
+
+    #[test]
+    fn only_requests_that_write_through_the_writer_send_their_nonce_there() {
+        assert!(writes_anyway("POST", "/v1/transactions"));
+        assert!(writes_anyway("POST", "/v1/transactions/txn_abc/reversals"));
+        assert!(writes_anyway("POST", "/v1/member-tokens"));
+        assert!(!writes_anyway("POST", "/v1/transactions/batch"));
+        assert!(!writes_anyway("GET", "/v1/transactions"));
+        assert!(!writes_anyway("GET", "/v1/transactions/txn_abc"));
+        assert!(!writes_anyway("POST", "/v1/members/verify"));
+    }
 }

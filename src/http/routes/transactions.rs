@@ -90,9 +90,9 @@ fn answer(a: Answer) -> HttpResponse {
     res.content_type("application/json").body(a.body)
 }
 
-/// Runs one idempotent write (a sale or a reversal) through [`write`]: `work` gets the connection inside the idempotency
-/// savepoint, the context and the request's Content-Digest, and returns the receipt's JSON
-/// (answered 201). A repeat of a key that another gateway is still working on is retried here
+/// Runs one idempotent write (a sale or a reversal) through [`write`]: `work` gets the
+/// connection inside the idempotency transaction or savepoint, the context and the request's
+/// Content-Digest, and returns the receipt's JSON (answered 201). A repeat of a key that another gateway is still working on is retried here
 /// every few milliseconds, up to the in-flight wait, rather than waited for inside the batch.
 async fn idempotent<F>(
     state: web::Data<AppState>,
