@@ -2,6 +2,7 @@
 //! fall alone, a panicking job leaves the batch's transaction sound, and every answer comes
 //! after the commit that made it true.
 use alliance_gateway::config::DatabaseUrl;
+use alliance_gateway::db::executor::ExecutorError;
 use alliance_gateway::db::group_commit::{DbFailure, GroupCommit};
 use alliance_gateway::db::{self, DbConn, DbError};
 use diesel::connection::SimpleConnection;
@@ -56,8 +57,8 @@ fn stored(pool: &db::Pool) -> Vec<i64> {
     rows
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_in_one_batch_stand_or_fall_alone_and_a_panic_leaves_the_batch_sound() {
+/// A fresh database file with a scratch table, and a writer over it.
+fn setup() -> (tempfile::TempDir, db::Pool, GroupCommit) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = DatabaseUrl::Sqlite(dir.path().join("gc.db"));
     let pool = db::pool(&url, 3).expect("pool");
@@ -66,21 +67,31 @@ async fn jobs_in_one_batch_stand_or_fall_alone_and_a_panic_leaves_the_batch_soun
         .batch_execute("CREATE TABLE scratch (x INTEGER NOT NULL)")
         .expect("create");
     let writes = GroupCommit::start(pool.clone()).expect("writer");
+    (dir, pool, writes)
+}
 
-    // The first job holds the writer for a moment, so the next ones queue up behind it and
-    // are taken together as one batch.
-    let first = {
-        let writes = writes.clone();
-        tokio::spawn(async move {
-            writes
-                .run(|conn| {
-                    std::thread::sleep(Duration::from_millis(300));
-                    insert(conn, 1)
-                })
-                .await
-        })
-    };
+/// A first job that holds the writer for a moment (and inserts 1), so that the jobs sent
+/// next queue up behind it and are taken together as one batch.
+async fn hold_the_writer(
+    writes: &GroupCommit,
+) -> tokio::task::JoinHandle<Result<Result<(), JobError>, ExecutorError>> {
+    let writes = writes.clone();
+    let first = tokio::spawn(async move {
+        writes
+            .run(|conn| {
+                std::thread::sleep(Duration::from_millis(300));
+                insert(conn, 1)
+            })
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(50)).await;
+    first
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_in_one_batch_stand_or_fall_alone_and_a_panic_leaves_the_batch_sound() {
+    let (_dir, pool, writes) = setup();
+    let first = hold_the_writer(&writes).await;
     let ok = writes.run(|conn| insert(conn, 2));
     let refused = writes.run(|conn| -> Result<(), JobError> {
         insert(conn, 3)?;
@@ -116,27 +127,8 @@ async fn jobs_in_one_batch_stand_or_fall_alone_and_a_panic_leaves_the_batch_soun
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_single_statement_job_rolls_its_batch_back_and_the_others_run_again_alone() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = DatabaseUrl::Sqlite(dir.path().join("gc.db"));
-    let pool = db::pool(&url, 3).expect("pool");
-    pool.get()
-        .expect("connection")
-        .batch_execute("CREATE TABLE scratch (x INTEGER NOT NULL)")
-        .expect("create");
-    let writes = GroupCommit::start(pool.clone()).expect("writer");
-
-    let first = {
-        let writes = writes.clone();
-        tokio::spawn(async move {
-            writes
-                .run(|conn| {
-                    std::thread::sleep(Duration::from_millis(300));
-                    insert(conn, 1)
-                })
-                .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (_dir, pool, writes) = setup();
+    let first = hold_the_writer(&writes).await;
     let before = writes.run_statement(|conn| insert(conn, 2));
     // Fails in the database (no such table) without a savepoint of its own.
     let broken = writes.run_statement(|conn| -> Result<(), JobError> {
