@@ -108,6 +108,7 @@ impl Application {
             )),
         };
         let rate_limits = state.rate_limits.clone();
+        let state_writes = state.writes.clone();
         let settlement_state = state.clone();
         crate::http::metrics::handle();
 
@@ -212,7 +213,7 @@ impl Application {
         .run();
 
         let upkeep = vec![
-            tokio::spawn(checkpoint_wal(pool.clone())),
+            tokio::spawn(checkpoint_wal(pool.clone(), state_writes)),
             tokio::spawn(prune_nonces(pool.clone())),
             tokio::spawn(registry_upkeep(pool, rate_limits)),
             tokio::spawn(reload_crl(verifier)),
@@ -369,21 +370,45 @@ async fn settle_now(state: AppState, why: &'static str) {
     }
 }
 
-async fn checkpoint_wal(pool: Pool) {
-    if !matches!(pool.get().as_deref(), Ok(db::DbConn::Sqlite(_))) {
-        return;
-    }
+/// Keeps the SQLite WAL bounded (see `db::wal`): a PASSIVE checkpoint every second, and a
+/// RESTART by the group-commit writer when the WAL did not rewind on its own.
+async fn checkpoint_wal(pool: Pool, writes: Option<GroupCommit>) {
+    let Some(writes) = writes else {
+        return; // PostgreSQL
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(CHECKPOINT_INTERVAL_MS));
     loop {
         tick.tick().await;
         let pool = pool.clone();
-        let done = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let passive = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut conn = pool.get()?;
-            Ok(db::checkpoint(&mut conn)?)
+            Ok(db::wal::checkpoint_passive(&mut conn)?)
         })
         .await;
-        if let Ok(Err(e)) = done {
-            tracing::warn!(error.message = %e, "WAL checkpoint failed");
+        let state = match passive {
+            Ok(Ok(state)) => state,
+            Ok(Err(e)) => {
+                tracing::warn!(error.message = %e, "WAL checkpoint failed");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error.message = %e, "WAL checkpoint task failed");
+                continue;
+            }
+        };
+        if !state.is_some_and(|s| s.wants_restart()) {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        match writes.restart_wal().await {
+            Ok(Ok(after)) => tracing::debug!(
+                wal.before = ?state,
+                wal.after = ?after,
+                wal.restart_ms = started.elapsed().as_millis() as u64,
+                "WAL restart checkpoint"
+            ),
+            Ok(Err(e)) => tracing::warn!(error.message = %e, "WAL restart checkpoint failed"),
+            Err(e) => tracing::warn!(error.message = %e, "WAL restart checkpoint not run"),
         }
     }
 }

@@ -4,6 +4,7 @@
 use alliance_gateway::config::DatabaseUrl;
 use alliance_gateway::db::executor::ExecutorError;
 use alliance_gateway::db::group_commit::{DbFailure, GroupCommit};
+use alliance_gateway::db::wal::WalState;
 use alliance_gateway::db::{self, DbConn, DbError};
 use diesel::connection::SimpleConnection;
 use diesel::RunQueryDsl;
@@ -146,4 +147,47 @@ async fn a_failing_single_statement_job_rolls_its_batch_back_and_the_others_run_
     );
     assert!(matches!(behind, Ok(Ok(()))), "{behind:?}");
     assert_eq!(stored(&pool), vec![1, 2, 3]);
+}
+
+fn wal_state(result: Result<Result<Option<WalState>, DbError>, ExecutorError>) -> WalState {
+    match result {
+        Ok(Ok(Some(state))) => state,
+        other => panic!("no WAL state: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_rewinds_the_wal_on_request_once_no_reader_is_left_in_it() {
+    let (_dir, pool, writes) = setup();
+    for x in 0..50 {
+        assert!(matches!(writes.run(move |conn| insert(conn, x)).await, Ok(Ok(()))));
+    }
+    // A reader that started while the WAL held frames the database file did not: it reads
+    // from the WAL until it ends.
+    let mut reader = pool.get().expect("connection");
+    reader.batch_execute("BEGIN").expect("begin");
+    let seen: Vec<Row> = diesel::sql_query("SELECT count(*) AS x FROM scratch")
+        .load(&mut reader)
+        .expect("count");
+    assert_eq!(seen[0].x, 50);
+
+    // The restart copies every frame but does not wait for the reader: it says it is busy.
+    let blocked = wal_state(writes.restart_wal().await);
+    assert_eq!(blocked.busy, 1, "{blocked:?}");
+    assert!(blocked.log_frames >= 50, "{blocked:?}");
+
+    reader.batch_execute("COMMIT").expect("commit");
+    drop(reader);
+    let done = wal_state(writes.restart_wal().await);
+    assert_eq!(done.busy, 0, "{done:?}");
+    assert_eq!(done.log_frames, done.checkpointed_frames, "{done:?}");
+
+    // The next write starts at the beginning of the WAL: it holds that write's frames only.
+    assert!(matches!(writes.run(|conn| insert(conn, 50)).await, Ok(Ok(()))));
+    let mut conn = pool.get().expect("connection");
+    let after = db::wal::checkpoint_passive(&mut conn)
+        .expect("checkpoint")
+        .expect("SQLite");
+    assert!(after.log_frames < 10, "the WAL was not rewound: {after:?}");
+    assert_eq!(stored(&pool), (0..=50).collect::<Vec<i64>>());
 }

@@ -22,6 +22,7 @@
 //! round trip at a time (measured at half the throughput of separate transactions), and the
 //! server already shares WAL flushes between concurrent commits (see `http::routes::write`).
 use super::executor::ExecutorError;
+use super::wal::{self, WalState};
 use super::{DbConn, DbError, Pool};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use diesel::connection::TransactionManager;
@@ -134,6 +135,12 @@ where
 
 type BoxedJob = Box<dyn Job>;
 
+/// What the writer's queue carries: request work, or a request to rewind the WAL.
+enum Message {
+    Job(BoxedJob),
+    RestartWal(tokio::sync::oneshot::Sender<Result<Option<WalState>, DbError>>),
+}
+
 /// How many transactions and savepoints `conn` has open (0 when none, or when unknown).
 fn depth(conn: &mut DbConn) -> u32 {
     <DbConn as diesel::Connection>::TransactionManager::transaction_manager_status_mut(conn)
@@ -146,13 +153,13 @@ fn depth(conn: &mut DbConn) -> u32 {
 /// The SQLite writer of one gateway.
 #[derive(Clone)]
 pub struct GroupCommit {
-    queue: Sender<BoxedJob>,
+    queue: Sender<Message>,
 }
 
 impl GroupCommit {
     /// Starts the writer thread over `pool`.
     pub fn start(pool: Pool) -> std::io::Result<Self> {
-        let (queue, jobs) = bounded::<BoxedJob>(MAX_QUEUED_JOBS);
+        let (queue, jobs) = bounded::<Message>(MAX_QUEUED_JOBS);
         std::thread::Builder::new()
             .name("db-writer".into())
             .spawn(move || writer(&pool, &jobs))?;
@@ -198,7 +205,18 @@ impl GroupCommit {
             reply,
         });
         self.queue
-            .try_send(job)
+            .try_send(Message::Job(job))
+            .map_err(|_| ExecutorError::Overloaded)?;
+        answer.await.map_err(|_| ExecutorError::Lost)
+    }
+
+    /// Has the writer run a RESTART checkpoint between two batches (see `db::wal`): the writer
+    /// holds the write lock most of the time under load, so another connection would rarely
+    /// get it.
+    pub async fn restart_wal(&self) -> Result<Result<Option<WalState>, DbError>, ExecutorError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.queue
+            .try_send(Message::RestartWal(reply))
             .map_err(|_| ExecutorError::Overloaded)?;
         answer.await.map_err(|_| ExecutorError::Lost)
     }
@@ -211,15 +229,21 @@ impl GroupCommit {
 /// cache only while no other connection writes, so a writer that took any pooled connection
 /// re-read the pages it had just written. A batch that fails to commit gives its connection
 /// back (it may be the connection that failed) and the writer takes another.
-fn writer(pool: &Pool, jobs: &Receiver<BoxedJob>) {
+fn writer(pool: &Pool, jobs: &Receiver<Message>) {
     let mut held: Option<super::PooledConn> = None;
     // Ends when every sender (the application state) is gone.
     while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH_JOBS {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        let mut batch = Vec::new();
+        let mut restart = None;
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Job(job) => batch.push(job),
+                // Run after this batch; the batch ends here so that it waits no longer.
+                Message::RestartWal(reply) => restart = Some(reply),
+            }
+            if batch.len() < MAX_BATCH_JOBS && restart.is_none() {
+                next = jobs.try_recv().ok();
             }
         }
         let conn = match held.take() {
@@ -236,12 +260,20 @@ fn writer(pool: &Pool, jobs: &Receiver<BoxedJob>) {
                     for job in batch {
                         job.answer(Err(DbError::Unavailable(e.to_string())));
                     }
+                    if let Some(reply) = restart {
+                        let _ = reply.send(Err(DbError::Unavailable(e.to_string())));
+                    }
                     continue;
                 }
             },
         };
         let mut conn = conn;
-        if run_batch(&mut conn, batch) {
+        let healthy = batch.is_empty() || run_batch(&mut conn, batch);
+        if let Some(reply) = restart {
+            // The caller may have gone (shut down); the checkpoint is done either way.
+            let _ = reply.send(wal::checkpoint_restart(&mut conn).map_err(DbError::from));
+        }
+        if healthy {
             held = Some(conn);
         }
     }

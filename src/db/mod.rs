@@ -38,6 +38,7 @@ pub mod schema;
 pub mod settlement_runs;
 pub mod signing_keys;
 pub mod transactions;
+pub mod wal;
 
 use crate::config::DatabaseUrl;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -91,16 +92,26 @@ pub struct Manager {
 /// the file grows with every nonce, and remapping cost more than it saved.)
 /// Request connections never checkpoint (`wal_autocheckpoint = 0`): a checkpoint every 1000
 /// WAL pages ran inside some unlucky request's nonce insert (a fifth of that insert's cost).
-/// `checkpoint` below runs once a second instead, off the request path, and copies each page
+/// `wal::checkpoint_passive` runs once a second instead, off the request path, and copies each page
 /// the nonces keep rewriting once per second rather than once per thousand frames.
 /// Savepoints (one per request in a group-commit batch) keep their page copies in memory
 /// (`temp_store = MEMORY`) rather than in a temporary file: that file's writes were a tenth of
 /// the writer's time. (The group-commit writer's connection gets a larger page cache, see
 /// `group_commit::WRITER_CACHE_PRAGMA`; the others keep the default 2 MiB, because every write
 /// by another connection makes SQLite throw a connection's whole cache away.)
-const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
-     PRAGMA temp_store = MEMORY;";
+/// The WAL is kept bounded by `wal` (`journal_size_limit` is the size it is cut back to).
+fn sqlite_pragmas() -> String {
+    format!(
+        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
+         PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = {};",
+        BUSY_TIMEOUT_MS,
+        wal::WAL_SIZE_LIMIT_BYTES
+    )
+}
+
+/// How long a SQLite statement waits for a lock before it fails with "database is locked".
+pub const BUSY_TIMEOUT_MS: u32 = 10_000;
 
 impl Manager {
     pub fn new(url: DatabaseUrl) -> Self {
@@ -120,7 +131,7 @@ impl Manager {
                 }
                 let path = path.to_string_lossy();
                 let mut conn = SqliteConnection::establish(&path)?;
-                conn.batch_execute(SQLITE_PRAGMAS)
+                conn.batch_execute(&sqlite_pragmas())
                     .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConn::Sqlite(conn))
             }
@@ -238,15 +249,6 @@ where
             Err(e)
         }
     }
-}
-
-/// Copies the SQLite WAL back into the database file (PASSIVE: never waits for readers or the
-/// writer). A no-op on PostgreSQL.
-pub fn checkpoint(conn: &mut DbConn) -> Result<(), diesel::result::Error> {
-    if let DbConn::Sqlite(c) = conn {
-        c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")?;
-    }
-    Ok(())
 }
 
 /// True when the error is a unique-constraint violation, on either backend.
