@@ -160,7 +160,10 @@ fn wal_state(result: Result<Result<Option<WalState>, DbError>, ExecutorError>) -
 async fn the_writer_rewinds_the_wal_on_request_once_no_reader_is_left_in_it() {
     let (_dir, pool, writes) = setup();
     for x in 0..50 {
-        assert!(matches!(writes.run(move |conn| insert(conn, x)).await, Ok(Ok(()))));
+        assert!(matches!(
+            writes.run(move |conn| insert(conn, x)).await,
+            Ok(Ok(()))
+        ));
     }
     // A reader that started while the WAL held frames the database file did not: it reads
     // from the WAL until it ends.
@@ -183,7 +186,10 @@ async fn the_writer_rewinds_the_wal_on_request_once_no_reader_is_left_in_it() {
     assert_eq!(done.log_frames, done.checkpointed_frames, "{done:?}");
 
     // The next write starts at the beginning of the WAL: it holds that write's frames only.
-    assert!(matches!(writes.run(|conn| insert(conn, 50)).await, Ok(Ok(()))));
+    assert!(matches!(
+        writes.run(|conn| insert(conn, 50)).await,
+        Ok(Ok(()))
+    ));
     let mut conn = pool.get().expect("connection");
     let after = db::wal::checkpoint_passive(&mut conn)
         .expect("checkpoint")
