@@ -70,6 +70,9 @@ fn main() {
         .with_timezone(&chrono::Utc);
     let started = Instant::now();
     let now = chrono::Utc::now();
+    let registry = alliance_gateway::registry::Registry::new()
+        .current(&mut conn)
+        .expect("registry");
     let mut i = 0u64;
     while i < txns {
         let batch_end = (i + 1000).min(txns);
@@ -81,6 +84,7 @@ fn main() {
                     keys: &keys,
                     partner,
                     now,
+                    registry: &registry,
                 };
                 let card =
                     alliance_gateway::domain::CardNo::parse(&format!("66{:08}", i % members))

@@ -1,14 +1,13 @@
 //! The checks every `/v1/` request passes, in the contract's order (section 13): who the TLS
 //! client certificate says the caller is, then the RFC 9421 signature, then the nonce.
 //! Framework-free: the HTTP edge hands in a [`RequestView`].
-use crate::db::certificates::Certificate;
 use crate::db::finance_users::FinanceUser;
 use crate::db::nonces::NewNonce;
 use crate::db::partners::Partner;
-use crate::db::signing_keys::SigningKey;
 use crate::db::{DbConn, DbError};
 use crate::domain::Identity;
 use crate::pki::keys::{Alg, PublicKey};
+use crate::registry::{Registry, RegistryView};
 use crate::signature::{self, digest, parse_request_signature, signature_base, Message, SigError};
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -86,6 +85,8 @@ pub struct Caller {
     pub signature_value: String,
     /// The request's Content-Digest, echoed in receipts as `request_digest`.
     pub content_digest: Option<String>,
+    /// The registry as this request's checks read it; handlers read offers through it.
+    pub registry: RegistryView,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +164,7 @@ impl AuthError {
 /// TLS 1.3 resumption skips the handshake's verifier, and the registry may have changed.
 pub fn check_certificate(
     conn: &mut DbConn,
+    registry: &RegistryView,
     peer: Option<&PeerCertificate>,
     now: DateTime<Utc>,
 ) -> Result<Identity, AuthError> {
@@ -172,7 +174,8 @@ pub fn check_certificate(
         .identity
         .clone()
         .map_err(AuthError::CertificateNotActive)?;
-    let registered = Certificate::find_by_fingerprint(conn, &peer.fingerprint_sha256)?
+    let registered = registry
+        .certificate(conn, &peer.fingerprint_sha256)?
         .filter(|c| c.identity == identity.urn())
         .ok_or_else(|| {
             AuthError::CertificateNotActive("the client certificate is not registered".into())
@@ -184,7 +187,7 @@ pub fn check_certificate(
     }
     match &identity {
         Identity::Partner(code) => {
-            let partner = Partner::find(conn, code.as_str())?.ok_or_else(|| {
+            let partner = registry.partner(conn, code.as_str())?.ok_or_else(|| {
                 AuthError::CertificateNotActive("the partner is not registered".into())
             })?;
             if partner.status != Partner::ACTIVE {
@@ -192,7 +195,8 @@ pub fn check_certificate(
             }
         }
         Identity::Finance(name) => {
-            let active = FinanceUser::find(conn, name.as_str())?
+            let active = registry
+                .finance_user(conn, name.as_str())?
                 .is_some_and(|u| u.status == FinanceUser::ACTIVE);
             if !active {
                 return Err(AuthError::CertificateNotActive(
@@ -233,13 +237,16 @@ pub enum Checked {
 /// signature. The nonce is claimed after it ([`PendingNonce`]).
 pub fn check(
     conn: &mut DbConn,
+    registry: &Registry,
     peer: Option<&PeerCertificate>,
     req: &RequestView<'_>,
     now: DateTime<Utc>,
 ) -> Result<Checked, AuthError> {
     // Plain autocommit reads: wrapping them in BEGIN/COMMIT measured slower on SQLite (diesel
-    // sends those two unprepared) and a registry change between them is harmless.
-    let identity = check_certificate(conn, peer, now)?;
+    // sends those two unprepared) and a registry change between them is harmless. The
+    // registry's rows mostly come from the cache: only its generation is read every time.
+    let registry = registry.current(conn)?;
+    let identity = check_certificate(conn, &registry, peer, now)?;
     if !needs_signature(&identity, req) {
         return Ok(Checked::Done(Caller {
             identity,
@@ -247,10 +254,15 @@ pub fn check(
             signature_label: String::new(),
             signature_value: String::new(),
             content_digest: None,
+            registry,
         }));
     }
-    let verified = check_signature(conn, &identity, req, now)?;
-    Ok(Checked::NonceToClaim(PendingNonce { identity, verified }))
+    let verified = check_signature(conn, &registry, &identity, req, now)?;
+    Ok(Checked::NonceToClaim(PendingNonce {
+        identity,
+        verified,
+        registry,
+    }))
 }
 
 /// A signature that verified, whose nonce is still to be claimed.
@@ -267,6 +279,7 @@ pub struct Verified {
 pub struct PendingNonce {
     identity: Identity,
     verified: Verified,
+    registry: RegistryView,
 }
 
 impl PendingNonce {
@@ -294,6 +307,7 @@ impl PendingNonce {
             signature_label: v.label,
             signature_value: v.value,
             content_digest: v.content_digest,
+            registry: self.registry,
         })
     }
 }
@@ -301,6 +315,7 @@ impl PendingNonce {
 /// Verifies the request's signature for `identity` (everything but the nonce).
 pub fn check_signature(
     conn: &mut DbConn,
+    registry: &RegistryView,
     identity: &Identity,
     req: &RequestView<'_>,
     now: DateTime<Utc>,
@@ -334,7 +349,9 @@ pub fn check_signature(
 
     // Safe to unwrap-free: parse_request_signature guarantees keyid, created and nonce.
     let key_id = sig.keyid.clone().unwrap_or_default();
-    let key = SigningKey::find(conn, &key_id)?.ok_or(AuthError::UnknownKey)?;
+    let key = registry
+        .signing_key(conn, &key_id)?
+        .ok_or(AuthError::UnknownKey)?;
     if key.identity != identity.urn() {
         return Err(AuthError::KeyIdentityMismatch);
     }

@@ -18,6 +18,7 @@ pub mod partners;
 pub mod pki;
 pub mod rate_limit;
 pub mod reconciliation;
+pub mod registry;
 pub mod settlement;
 pub mod signature;
 pub mod startup;

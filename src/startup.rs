@@ -106,6 +106,7 @@ impl Application {
                 settings.rate_limit_per_second,
                 settings.rate_limit_burst,
             )),
+            registry: crate::registry::Registry::new(),
         };
         let rate_limits = state.rate_limits.clone();
         let state_writes = state.writes.clone();

@@ -33,6 +33,7 @@ pub mod offer_versions;
 pub mod partner_chains;
 pub mod partners;
 pub mod reconciliation_uploads;
+pub mod registry_generation;
 pub mod reversals;
 pub mod schema;
 pub mod settlement_runs;

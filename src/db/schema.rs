@@ -259,6 +259,13 @@ diesel::joinable!(offer_versions -> partners (partner_code));
 diesel::joinable!(member_refs -> members (member_id));
 diesel::joinable!(ledger_entries -> ledger_journals (journal_id));
 
+diesel::table! {
+    registry_generation (id) {
+        id -> Integer,
+        generation -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     alliance,
     partners,
@@ -277,6 +284,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     transactions,
     reversals,
     partner_chains,
+    registry_generation,
     idempotency_keys,
     member_tokens,
     settlement_runs,

@@ -119,6 +119,7 @@ async fn authenticate(
     owned: OwnedView,
 ) -> Result<Caller, Refusal> {
     let pool = state.pool.clone();
+    let registry = state.registry.clone();
     // Only a request that writes anyway (a sale, a reversal, a token) sends its nonce through
     // the group-commit writer, in the same queue as its write. A read-only request (verify)
     // claims it right here: for it the hand-over to the writer thread cost more than the
@@ -128,7 +129,13 @@ async fn authenticate(
         .db
         .run(move || -> Result<auth::Checked, auth::AuthError> {
             let mut conn = pool.get().map_err(crate::db::DbError::from)?;
-            let checked = auth::check(&mut conn, peer.as_ref(), &owned.view(), chrono::Utc::now())?;
+            let checked = auth::check(
+                &mut conn,
+                &registry,
+                peer.as_ref(),
+                &owned.view(),
+                chrono::Utc::now(),
+            )?;
             match checked {
                 // On PostgreSQL the claim is one autocommit insert, right here.
                 auth::Checked::NonceToClaim(pending) if !batching => {

@@ -31,6 +31,8 @@ pub struct AppState {
     pub verify_limits: Arc<crate::members::limits::VerifyLimits>,
     /// Every request, per identity.
     pub rate_limits: Arc<crate::rate_limit::IdentityLimiter>,
+    /// The cached registry rows every request's checks read.
+    pub registry: crate::registry::Registry,
 }
 
 /// Body limits (contract section 13): single requests 64 KiB; batches and reconciliation

@@ -6,8 +6,9 @@ use crate::db::members::Member;
 use crate::db::offer_versions::OfferVersion;
 use crate::db::{now_utc, DbConn, DbError};
 use crate::domain::{CardNo, MemberStatus, PartnerCode, Phone, Tier};
-use crate::partners::terms::{Terms, BPS_ONE};
+use crate::partners::terms::BPS_ONE;
 use crate::pki::secrets::MemberKeys;
+use crate::registry::{Offer, RegistryView};
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -117,6 +118,7 @@ pub struct VerifyResponse {
 /// Looks the member up and describes their benefits at `partner` at instant `now`.
 pub fn verify(
     conn: &mut DbConn,
+    registry: &RegistryView,
     keys: &MemberKeys,
     limits: &crate::members::limits::VerifyLimits,
     partner: &PartnerCode,
@@ -152,12 +154,13 @@ pub fn verify(
         || MemberRef::member_id(conn, partner.as_str(), &member_ref)?.is_some();
     // The version in force today; before the first version starts, show that one but mark
     // the member not eligible (a sale dated before it is refused).
-    let (offer, in_force) = match OfferVersion::in_force(conn, partner.as_str(), today)? {
-        Some(v) => (v, true),
+    let (offer, in_force) = match registry.offer_in_force(conn, partner.as_str(), today)? {
+        Some(o) => (o, true),
         None => {
-            let first = OfferVersion::earliest(conn, partner.as_str())?
+            let version = OfferVersion::earliest(conn, partner.as_str())?
                 .ok_or_else(|| DbError::Invariant(format!("partner {partner} has no offer")))?;
-            (first, false)
+            let terms = crate::transactions::sale::terms_of(&version)?;
+            (std::sync::Arc::new(Offer { version, terms }), false)
         }
     };
     let balance = Ledger::balance(conn, member.id)?;
@@ -177,9 +180,7 @@ pub fn verify(
         .map_err(|e| DbError::Invariant(format!("member {}: {e}", member.id)))?;
     let status = MemberStatus::parse(&member.status)
         .map_err(|e| DbError::Invariant(format!("member {}: {e}", member.id)))?;
-    let terms: Terms = serde_json::from_str(&offer.terms_json)
-        .map_err(|e| DbError::Invariant(format!("offer {partner} v{}: {e}", offer.version)))?;
-    let o = &terms.offer;
+    let o = &offer.terms.offer;
     let day_bps = o.day_bps(local.day());
     let birthday_month = member.birth_month == i32::try_from(local.month()).ok();
     let birth_bps = if birthday_month {
@@ -210,7 +211,7 @@ pub fn verify(
                 .is_some_and(|md| md.day_of_month == local.day()),
             birthday_month,
         },
-        offer_version: offer.version,
+        offer_version: offer.version.version,
         verified_at: local.to_rfc3339_opts(SecondsFormat::Secs, false),
     })
 }

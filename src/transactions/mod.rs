@@ -28,6 +28,8 @@ pub struct Ctx<'a> {
     pub keys: &'a MemberKeys,
     pub partner: &'a PartnerCode,
     pub now: DateTime<Utc>,
+    /// The registry as the request's checks read it (offers come from its cache).
+    pub registry: &'a crate::registry::RegistryView,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@ use crate::db::{
 };
 use crate::domain::{MemberStatus, Tier};
 use crate::partners::terms::{Terms, BPS_ONE};
+use crate::registry::Offer;
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
@@ -115,17 +116,17 @@ fn find_member(
     Ok((member, member_ref))
 }
 
-/// The offer version in force on `date`, with its terms.
+/// The offer version in force on `date`, with its terms (from the registry cache).
 pub fn offer_on(
     conn: &mut DbConn,
-    partner: &str,
+    ctx: &Ctx<'_>,
     date: NaiveDate,
-) -> Result<(OfferVersion, Terms), TxnError> {
-    let version = OfferVersion::in_force(conn, partner, date)?.ok_or_else(|| {
-        TxnError::OfferRuleViolation(format!("no offer version is in force on {date}"))
-    })?;
-    let terms = terms_of(&version)?;
-    Ok((version, terms))
+) -> Result<std::sync::Arc<Offer>, TxnError> {
+    ctx.registry
+        .offer_in_force(conn, ctx.partner.as_str(), date)?
+        .ok_or_else(|| {
+            TxnError::OfferRuleViolation(format!("no offer version is in force on {date}"))
+        })
 }
 
 pub fn terms_of(version: &OfferVersion) -> Result<Terms, DbError> {
@@ -175,8 +176,8 @@ pub fn record(
     }
     let tier = Tier::parse(&member.tier)
         .map_err(|e| DbError::Invariant(format!("member {}: {e}", member.id)))?;
-    let (version, terms) = offer_on(conn, partner, local_date)?;
-    let offer = &terms.offer;
+    let in_force = offer_on(conn, ctx, local_date)?;
+    let (version, offer) = (&in_force.version, &in_force.terms.offer);
 
     let txn_id = new_id("txn")?;
     let now = now_utc();

@@ -4,7 +4,6 @@
 use super::{Ctx, TxnError};
 use crate::db::member_tokens::{MemberToken, NewMemberToken};
 use crate::db::members::Member;
-use crate::db::partners::Partner;
 use crate::db::{now_utc, write_tx, DbConn, DbError};
 use crate::domain::{CardNo, MemberStatus};
 use chrono::{NaiveDateTime, SecondsFormat, TimeDelta};
@@ -58,7 +57,9 @@ pub fn issue(
 ) -> Result<IssuedToken, TxnError> {
     let card =
         CardNo::parse(&req.card_no).map_err(|e| TxnError::validation("card_no", e.to_string()))?;
-    let partner = Partner::find(conn, ctx.partner.as_str())?
+    let partner = ctx
+        .registry
+        .partner(conn, ctx.partner.as_str())?
         .ok_or_else(|| DbError::Invariant(format!("partner {} vanished", ctx.partner)))?;
     if !partner.has_capability(TOKEN_ISSUER_CAPABILITY) {
         return Err(TxnError::Forbidden(

@@ -39,6 +39,9 @@ fn record_sales(app: &TestApp, day: chrono::NaiveDate, n: usize) {
         .with_timezone(&Utc);
     let mut conn = app.conn();
     let now = Utc::now();
+    let registry = alliance_gateway::registry::Registry::new()
+        .current(&mut conn)
+        .unwrap();
     let partners = ["P-RST-001", "P-CIN-001", "P-GYM-001"]
         .map(|c| alliance_gateway::domain::PartnerCode::parse(c).unwrap());
     write_tx(&mut conn, |conn| -> Result<(), TxnError> {
@@ -48,6 +51,7 @@ fn record_sales(app: &TestApp, day: chrono::NaiveDate, n: usize) {
                 keys: &keys,
                 partner: &partners[i % 3],
                 now,
+                registry: &registry,
             };
             let s = Sale {
                 partner_txn_id: format!("K{i}"),

@@ -52,6 +52,7 @@ pub async fn verify(
         let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
         verify::verify(
             &mut conn,
+            &partner.caller.registry,
             &st.member_keys,
             &st.verify_limits,
             &code,

@@ -117,6 +117,7 @@ where
             keys: &st.member_keys,
             partner: &partner.code,
             now,
+            registry: &partner.caller.registry,
         };
         let idem = Key {
             partner: partner.code.as_str(),
@@ -209,6 +210,7 @@ pub async fn batch(
             keys: &st.member_keys,
             partner: &partner.code,
             now,
+            registry: &partner.caller.registry,
         };
         Ok(batch::run(&mut conn, &ctx, items))
     })
@@ -282,6 +284,7 @@ pub async fn issue_token(
             keys: &st.member_keys,
             partner: &partner.code,
             now,
+            registry: &partner.caller.registry,
         };
         tokens::issue(conn, &ctx, &request)
     })

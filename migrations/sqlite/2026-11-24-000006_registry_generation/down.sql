@@ -1,0 +1,16 @@
+DROP TRIGGER certificates_generation_insert;
+DROP TRIGGER certificates_generation_update;
+DROP TRIGGER certificates_generation_delete;
+DROP TRIGGER partners_generation_insert;
+DROP TRIGGER partners_generation_update;
+DROP TRIGGER partners_generation_delete;
+DROP TRIGGER finance_users_generation_insert;
+DROP TRIGGER finance_users_generation_update;
+DROP TRIGGER finance_users_generation_delete;
+DROP TRIGGER signing_keys_generation_insert;
+DROP TRIGGER signing_keys_generation_update;
+DROP TRIGGER signing_keys_generation_delete;
+DROP TRIGGER offer_versions_generation_insert;
+DROP TRIGGER offer_versions_generation_update;
+DROP TRIGGER offer_versions_generation_delete;
+DROP TABLE registry_generation;
