@@ -115,7 +115,8 @@ pub struct VerifyResponse {
     pub verified_at: String,
 }
 
-/// Looks the member up and describes their benefits at `partner` at instant `now`.
+/// Looks the member up and describes their benefits at `partner` at instant `local` (in the
+/// alliance's time zone).
 pub fn verify(
     conn: &mut DbConn,
     registry: &RegistryView,
@@ -123,11 +124,9 @@ pub fn verify(
     limits: &crate::members::limits::VerifyLimits,
     partner: &PartnerCode,
     lookup: &Lookup,
-    now: DateTime<Utc>,
-    tz: Tz,
+    local: DateTime<Tz>,
 ) -> Result<VerifyResponse, VerifyError> {
-    let local = now.with_timezone(&tz);
-    let today = business_day(now, tz);
+    let today = business_day(local.with_timezone(&Utc), local.timezone());
     // Autocommit reads: a BEGIN/COMMIT around them measured slower on SQLite, and the balance
     // shown is informational (the ledger decides at the moment of a redemption).
     let member = match lookup {

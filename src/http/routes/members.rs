@@ -57,8 +57,7 @@ pub async fn verify(
             &st.verify_limits,
             &code,
             &lookup,
-            chrono::Utc::now(),
-            st.settings.timezone,
+            chrono::Utc::now().with_timezone(&st.settings.timezone),
         )
         .map_err(|e| {
             match &e {
