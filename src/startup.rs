@@ -26,6 +26,9 @@ use std::time::Duration;
 const NONCE_PRUNE_INTERVAL_MS: u64 = 60_000;
 const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
 const CRL_CHECK_INTERVAL_MS: u64 = 2_000;
+/// How often an idle chain linker looks for unlinked records (PostgreSQL). A busy one goes
+/// straight on to the next batch.
+const LINK_IDLE_MS: u64 = 50;
 const REGISTRY_UPKEEP_INTERVAL_MS: u64 = 60_000;
 /// In-flight requests get this long to finish after SIGTERM.
 const SHUTDOWN_TIMEOUT_S: u64 = 30;
@@ -214,6 +217,7 @@ impl Application {
         .run();
 
         let upkeep = vec![
+            tokio::spawn(link_chains(pool.clone(), !sqlite)),
             tokio::spawn(checkpoint_wal(pool.clone(), state_writes)),
             tokio::spawn(prune_nonces(pool.clone())),
             tokio::spawn(registry_upkeep(pool, rate_limits)),
@@ -411,6 +415,33 @@ async fn checkpoint_wal(pool: Pool, writes: Option<GroupCommit>) {
             Ok(Err(e)) => tracing::warn!(error.message = %e, "WAL restart checkpoint failed"),
             Err(e) => tracing::warn!(error.message = %e, "WAL restart checkpoint not run"),
         }
+    }
+}
+
+/// The chain linker (PostgreSQL; see `transactions::chain`): links the records booked since
+/// its last pass into their partners' hash chains, in batches. Every gateway instance runs
+/// one; the partners' chain locks keep them from linking the same record.
+async fn link_chains(pool: Pool, enabled: bool) {
+    if !enabled {
+        return; // SQLite links at booking.
+    }
+    loop {
+        let pool = pool.clone();
+        let pass = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+            let mut conn = pool.get()?;
+            Ok(crate::transactions::chain::link_all(&mut conn)?)
+        })
+        .await;
+        match pass {
+            Ok(Ok(linked)) if linked > 0 => {
+                tracing::debug!(chain.linked = linked, "linked records into their chains");
+                continue;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error.message = %e, "chain linking failed"),
+            Err(e) => tracing::warn!(error.message = %e, "chain linking task failed"),
+        }
+        tokio::time::sleep(Duration::from_millis(LINK_IDLE_MS)).await;
     }
 }
 

@@ -74,7 +74,8 @@ pub enum Command {
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Check a partner's hash chain over its sales and reversals (exit 1 naming the first
-    /// record that does not match).
+    /// record that does not match). Records still waiting for the linker (PostgreSQL) are
+    /// linked first, as a running gateway would link them.
     VerifyChain { code: String },
     /// Close and settle business days by hand: every open day up to DATE (default
     /// yesterday in the alliance timezone), oldest first, writing statements/<date>/v1/.
@@ -377,6 +378,9 @@ fn verify_chain(settings: &Settings, code: &str) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    if let Err(e) = crate::transactions::chain::link_all(&mut conn) {
+        return fail(e);
+    }
     match crate::transactions::chain::verify(&mut conn, code.as_str()) {
         Ok(crate::transactions::chain::ChainCheck::Intact { records, head }) => {
             println!("partner {code}: chain intact ({records} records, head {head})");

@@ -22,8 +22,10 @@ pub struct Reversal {
     pub points_clawed_back: i64,
     pub points_balance: i64,
     pub request_digest: String,
-    pub seq: i64,
-    pub line_hash: String,
+    /// The record's place in its partner's hash chain; `None` until it is linked (on
+    /// PostgreSQL, shortly after the booking commits; see `transactions::chain`).
+    pub seq: Option<i64>,
+    pub line_hash: Option<String>,
     pub created_at: NaiveDateTime,
 }
 
@@ -47,8 +49,49 @@ impl Reversal {
     pub fn chain_of(conn: &mut DbConn, partner: &str) -> QueryResult<Vec<Reversal>> {
         reversals::table
             .filter(reversals::partner_code.eq(partner))
+            .filter(reversals::seq.is_not_null())
             .order(reversals::seq.asc())
             .select(Reversal::as_select())
+            .load(conn)
+    }
+
+    /// Writes a record's chain link, once: only a record without one is updated (the
+    /// append-only trigger allows nothing else). Returns the rows updated (1, or 0 when
+    /// another linker was first).
+    pub fn set_link(conn: &mut DbConn, id: &str, seq: i64, line_hash: &str) -> QueryResult<usize> {
+        diesel::update(
+            reversals::table
+                .filter(reversals::reversal_id.eq(id))
+                .filter(reversals::seq.is_null()),
+        )
+        .set((reversals::seq.eq(seq), reversals::line_hash.eq(line_hash)))
+        .execute(conn)
+    }
+
+    /// Up to `limit` of a partner's reversals not yet linked into its chain whose sale is
+    /// linked already, oldest first: a reversal never comes before its sale in the chain.
+    pub fn unlinked(conn: &mut DbConn, partner: &str, limit: i64) -> QueryResult<Vec<Reversal>> {
+        use super::schema::transactions;
+        let linked_sales = transactions::table
+            .filter(transactions::partner_code.eq(partner))
+            .filter(transactions::seq.is_not_null())
+            .select(transactions::txn_id);
+        reversals::table
+            .filter(reversals::partner_code.eq(partner))
+            .filter(reversals::seq.is_null())
+            .filter(reversals::txn_id.eq_any(linked_sales))
+            .order((reversals::created_at.asc(), reversals::reversal_id.asc()))
+            .limit(limit)
+            .select(Reversal::as_select())
+            .load(conn)
+    }
+
+    /// Partners with records not yet linked into their chain.
+    pub fn partners_unlinked(conn: &mut DbConn) -> QueryResult<Vec<String>> {
+        reversals::table
+            .filter(reversals::seq.is_null())
+            .select(reversals::partner_code)
+            .distinct()
             .load(conn)
     }
 

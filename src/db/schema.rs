@@ -169,8 +169,8 @@ diesel::table! {
         points_balance -> BigInt,
         offer_version -> BigInt,
         request_digest -> Text,
-        seq -> BigInt,
-        line_hash -> Text,
+        seq -> Nullable<BigInt>,
+        line_hash -> Nullable<Text>,
         created_at -> Timestamp,
     }
 }
@@ -192,8 +192,8 @@ diesel::table! {
         points_clawed_back -> BigInt,
         points_balance -> BigInt,
         request_digest -> Text,
-        seq -> BigInt,
-        line_hash -> Text,
+        seq -> Nullable<BigInt>,
+        line_hash -> Nullable<Text>,
         created_at -> Timestamp,
     }
 }

@@ -25,8 +25,10 @@ pub struct Transaction {
     pub points_balance: i64,
     pub offer_version: i64,
     pub request_digest: String,
-    pub seq: i64,
-    pub line_hash: String,
+    /// The record's place in its partner's hash chain; `None` until it is linked (on
+    /// PostgreSQL, shortly after the booking commits; see `transactions::chain`).
+    pub seq: Option<i64>,
+    pub line_hash: Option<String>,
     pub created_at: NaiveDateTime,
 }
 
@@ -90,8 +92,45 @@ impl Transaction {
     pub fn chain_of(conn: &mut DbConn, partner: &str) -> QueryResult<Vec<Transaction>> {
         transactions::table
             .filter(transactions::partner_code.eq(partner))
+            .filter(transactions::seq.is_not_null())
             .order(transactions::seq.asc())
             .select(Transaction::as_select())
+            .load(conn)
+    }
+
+    /// Writes a record's chain link, once: only a record without one is updated (the
+    /// append-only trigger allows nothing else). Returns the rows updated (1, or 0 when
+    /// another linker was first).
+    pub fn set_link(conn: &mut DbConn, id: &str, seq: i64, line_hash: &str) -> QueryResult<usize> {
+        diesel::update(
+            transactions::table
+                .filter(transactions::txn_id.eq(id))
+                .filter(transactions::seq.is_null()),
+        )
+        .set((
+            transactions::seq.eq(seq),
+            transactions::line_hash.eq(line_hash),
+        ))
+        .execute(conn)
+    }
+
+    /// Up to `limit` of a partner's sales not yet linked into its chain, oldest first.
+    pub fn unlinked(conn: &mut DbConn, partner: &str, limit: i64) -> QueryResult<Vec<Transaction>> {
+        transactions::table
+            .filter(transactions::partner_code.eq(partner))
+            .filter(transactions::seq.is_null())
+            .order((transactions::created_at.asc(), transactions::txn_id.asc()))
+            .limit(limit)
+            .select(Transaction::as_select())
+            .load(conn)
+    }
+
+    /// Partners with records not yet linked into their chain.
+    pub fn partners_unlinked(conn: &mut DbConn) -> QueryResult<Vec<String>> {
+        transactions::table
+            .filter(transactions::seq.is_null())
+            .select(transactions::partner_code)
+            .distinct()
             .load(conn)
     }
 

@@ -234,6 +234,10 @@ fn settle_day(
         }
         let now = now_utc();
         BusinessDays::close(conn, day, now)?;
+        // Every record booked so far joins its chain before the heads are read (on
+        // PostgreSQL the linker may not have reached the last ones). No booking can start
+        // meanwhile: this transaction holds the booking lock exclusively.
+        crate::transactions::chain::link_all(conn)?;
         let mut partner_names = BTreeMap::new();
         let mut chain_heads = BTreeMap::new();
         for p in Partner::all(conn)? {

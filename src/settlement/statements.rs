@@ -441,8 +441,11 @@ impl<'a> DayLines<'a> {
             if let Some(after) = self.sales_after {
                 let page =
                     Transaction::booked_page(conn, self.partner, self.day, after, PAGE_ROWS)?;
+                if let Some(t) = page.iter().find(|t| t.line_hash.is_none()) {
+                    return Err(unlinked(&t.txn_id));
+                }
                 self.sales_after = match page.last() {
-                    Some(last) if page.len() as i64 == PAGE_ROWS => Some(last.seq),
+                    Some(last) if page.len() as i64 == PAGE_ROWS => last.seq,
                     _ => None,
                 };
                 self.sales.extend(page);
@@ -451,8 +454,11 @@ impl<'a> DayLines<'a> {
         if self.reversals.is_empty() {
             if let Some(after) = self.reversals_after {
                 let page = Reversal::booked_page(conn, self.partner, self.day, after, PAGE_ROWS)?;
+                if let Some(r) = page.iter().find(|r| r.line_hash.is_none()) {
+                    return Err(unlinked(&r.reversal_id));
+                }
                 self.reversals_after = match page.last() {
-                    Some(last) if page.len() as i64 == PAGE_ROWS => Some(last.seq),
+                    Some(last) if page.len() as i64 == PAGE_ROWS => last.seq,
                     _ => None,
                 };
                 self.reversals.extend(page);
@@ -470,6 +476,14 @@ impl<'a> DayLines<'a> {
             self.reversals.pop_front().map(Entry::Reversal)
         })
     }
+}
+
+/// A record of a closed day that is not in its partner's chain: closing links every record
+/// first, so this is a bug, never a state to print.
+fn unlinked(id: &str) -> DbError {
+    DbError::Invariant(format!(
+        "{id} is in a closed day but not linked into its chain"
+    ))
 }
 
 /// One statement line (contract section 8 columns).
@@ -529,7 +543,7 @@ fn line(
         t.offer_version.to_string(),
         guard(&t.store_id),
         t.business_date.to_string(),
-        seq.to_string(),
-        hash.clone(),
+        seq.map(|s| s.to_string()).unwrap_or_default(),
+        hash.clone().unwrap_or_default(),
     ]
 }

@@ -174,11 +174,11 @@ pub fn verify_dir(
                 || crate::db::transactions::Transaction::chain_of(conn, code)
                     .map_err(|e| e.to_string())?
                     .iter()
-                    .any(|t| t.line_hash == head)
+                    .any(|t| t.line_hash.as_deref() == Some(head))
                 || crate::db::reversals::Reversal::chain_of(conn, code)
                     .map_err(|e| e.to_string())?
                     .iter()
-                    .any(|r| r.line_hash == head);
+                    .any(|r| r.line_hash.as_deref() == Some(head));
             if !known {
                 return Err(format!(
                     "partner {code}: chain head {head} is not in its chain"

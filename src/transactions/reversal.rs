@@ -6,10 +6,9 @@ use super::input::ReversalInput;
 use super::sale::{booking_day, lock_balance};
 use super::{chain, new_id, post_points, Ctx, PointsMove, TxnError};
 use crate::alliance::business_day;
-use crate::db::partner_chains::ChainHead;
 use crate::db::reversals::Reversal;
 use crate::db::transactions::Transaction;
-use crate::db::{locks, now_utc, serialise, DbConn, DbError};
+use crate::db::{locks, now_utc, serialise, DbConn};
 use serde::{Deserialize, Serialize};
 
 /// The receipt of a reversal (contract section 13): the amounts reversed, as positive numbers.
@@ -125,7 +124,6 @@ pub fn record(
         },
         now,
     )?;
-    let head = chain::lock_head(conn, partner)?;
     let mut rev = Reversal {
         reversal_id,
         txn_id: txn.txn_id.clone(),
@@ -142,20 +140,14 @@ pub fn record(
         points_clawed_back: back.points_clawed_back,
         points_balance: balance + member_delta,
         request_digest: request_digest.to_owned(),
-        seq: head.seq + 1,
-        line_hash: String::new(),
+        seq: None,
+        line_hash: None,
         created_at: now,
     };
-    rev.line_hash = chain::line_hash(&head.line_hash, &chain::reversal_fields(&rev))?;
+    if chain::links_at_booking(conn) {
+        // Last, so that the chain lock is held only for the insert and the commit.
+        chain::link_reversal(conn, &mut rev)?;
+    }
     Reversal::insert(conn, &rev)?;
-    ChainHead::advance(
-        conn,
-        &ChainHead {
-            partner_code: partner.to_owned(),
-            seq: rev.seq,
-            line_hash: rev.line_hash.clone(),
-        },
-    )
-    .map_err(DbError::from)?;
     Ok(ReversalReceipt::from(&rev))
 }

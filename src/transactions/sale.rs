@@ -8,7 +8,6 @@ use crate::db::ledger::Ledger;
 use crate::db::member_refs::{MemberRef, NewMemberRef};
 use crate::db::members::Member;
 use crate::db::offer_versions::OfferVersion;
-use crate::db::partner_chains::ChainHead;
 use crate::db::transactions::Transaction;
 use crate::db::{
     locks, now_utc, serialise, serialise_shared, serialise_shared_then, DbConn, DbError,
@@ -248,9 +247,6 @@ pub fn record(
         now,
     )?;
 
-    // The chain head is locked last and held only for the insert and the commit: it
-    // serialises all of a partner's bookings, so everything else happens before it.
-    let head = chain::lock_head(conn, partner)?;
     let mut txn = Transaction {
         txn_id: txn_id.clone(),
         partner_code: partner.to_owned(),
@@ -270,19 +266,14 @@ pub fn record(
         points_balance: balance_after,
         offer_version: version.version,
         request_digest: request_digest.to_owned(),
-        seq: head.seq + 1,
-        line_hash: String::new(),
+        seq: None,
+        line_hash: None,
         created_at: now,
     };
-    txn.line_hash = chain::line_hash(&head.line_hash, &chain::sale_fields(&txn))?;
+    if chain::links_at_booking(conn) {
+        // Last, so that the chain lock is held only for the insert and the commit.
+        chain::link_sale(conn, &mut txn)?;
+    }
     Transaction::insert(conn, &txn)?;
-    ChainHead::advance(
-        conn,
-        &ChainHead {
-            partner_code: partner.to_owned(),
-            seq: txn.seq,
-            line_hash: txn.line_hash.clone(),
-        },
-    )?;
     Ok(Receipt::from(&txn))
 }

@@ -560,3 +560,82 @@ async fn altering_a_stored_transaction_breaks_the_partners_chain() {
     assert_eq!(code, 1);
     assert!(err.contains("seq 2"), "{err}");
 }
+
+#[tokio::test]
+async fn every_sale_and_reversal_joins_the_chain_once_sales_first_without_verify_chain() {
+    let app = spawn_app().await;
+    let rst = std::sync::Arc::new(app.partner(RST));
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let rst = rst.clone();
+        tasks.push(tokio::spawn(async move {
+            rst.post_idem(
+                "/v1/transactions",
+                &sale(&format!("L-{i}"), GOLD_CARD, 1_000 + i, 0, 0),
+                &idem(),
+            )
+            .await
+        }));
+    }
+    let mut txn_ids = Vec::new();
+    for t in tasks {
+        let res = t.await.unwrap();
+        assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+        txn_ids.push(res.json()["txn_id"].as_str().unwrap().to_owned());
+    }
+    let reversed = &txn_ids[7];
+    let res = rst
+        .post_idem(
+            &format!("/v1/transactions/{reversed}/reversals"),
+            &json!({ "partner_reversal_id": "LR-1", "gross_fen": 100, "reason": "refund" }),
+            &idem(),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+
+    // The running gateway links them (at booking on SQLite, by its linker on PostgreSQL): no
+    // admin command is involved here.
+    let unlinked = || {
+        app.count("transactions WHERE seq IS NULL OR line_hash IS NULL")
+            + app.count("reversals WHERE seq IS NULL OR line_hash IS NULL")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while unlinked() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} records still unlinked after 10 s",
+            unlinked()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut conn = app.conn();
+    match alliance_gateway::transactions::chain::verify(&mut conn, RST).unwrap() {
+        alliance_gateway::transactions::chain::ChainCheck::Intact { records, .. } => {
+            assert_eq!(records, 25)
+        }
+        broken => panic!("{broken:?}"),
+    }
+    let sale_seq = alliance_gateway::db::transactions::Transaction::by_id(&mut conn, reversed)
+        .unwrap()
+        .unwrap()
+        .seq
+        .unwrap();
+    let reversal_seq = alliance_gateway::db::reversals::Reversal::of(&mut conn, reversed).unwrap()
+        [0]
+    .seq
+    .unwrap();
+    assert!(sale_seq < reversal_seq, "{sale_seq} < {reversal_seq}");
+
+    // A link is written once: neither rewritten nor taken back.
+    use diesel::RunQueryDsl;
+    for edit in [
+        "UPDATE transactions SET seq = seq + 100 WHERE seq = 1",
+        "UPDATE transactions SET seq = NULL, line_hash = NULL WHERE seq = 2",
+        "UPDATE reversals SET line_hash = 'x'",
+    ] {
+        assert!(
+            diesel::sql_query(edit).execute(&mut conn).is_err(),
+            "{edit} was allowed"
+        );
+    }
+}
