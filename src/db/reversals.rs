@@ -72,14 +72,13 @@ impl Reversal {
     /// linked already, oldest first: a reversal never comes before its sale in the chain.
     pub fn unlinked(conn: &mut DbConn, partner: &str, limit: i64) -> QueryResult<Vec<Reversal>> {
         use super::schema::transactions;
-        let linked_sales = transactions::table
-            .filter(transactions::partner_code.eq(partner))
-            .filter(transactions::seq.is_not_null())
-            .select(transactions::txn_id);
+        // A join, not `IN (linked sales)`: the unlinked reversals are few (a partial index),
+        // each checked against its own sale, where the IN list grew with the partner's history.
         reversals::table
+            .inner_join(transactions::table)
             .filter(reversals::partner_code.eq(partner))
             .filter(reversals::seq.is_null())
-            .filter(reversals::txn_id.eq_any(linked_sales))
+            .filter(transactions::seq.is_not_null())
             .order((reversals::created_at.asc(), reversals::reversal_id.asc()))
             .limit(limit)
             .select(Reversal::as_select())
