@@ -638,4 +638,45 @@ async fn every_sale_and_reversal_joins_the_chain_once_sales_first_without_verify
             "{edit} was allowed"
         );
     }
+    // On PostgreSQL, where a record waits for its link: writing the link is the one update
+    // allowed, and only if nothing else of the record changes with it. (Inside a transaction
+    // rolled back at the end, so the background linker never sees the copy.)
+    if matches!(
+        app.settings.database,
+        alliance_gateway::config::DatabaseUrl::Postgres(_)
+    ) {
+        use diesel::Connection;
+        let copy = "INSERT INTO transactions (txn_id, partner_code, partner_txn_id, member_id, \
+            member_ref, store_id, occurred_at, business_date, late, gross_fen, discount_fen, \
+            redeem_points, redeem_value_fen, paid_fen, points_earned, points_balance, \
+            offer_version, request_digest, seq, line_hash, created_at) \
+            SELECT 'txn_copy', partner_code, 'L-copy', member_id, member_ref, store_id, \
+            occurred_at, business_date, late, gross_fen, discount_fen, redeem_points, \
+            redeem_value_fen, paid_fen, points_earned, points_balance, offer_version, \
+            request_digest, NULL, NULL, created_at FROM transactions WHERE seq = 1";
+        let outcome = conn.transaction(|c| -> Result<(), diesel::result::Error> {
+            assert_eq!(diesel::sql_query(copy).execute(c)?, 1);
+            let sneaky = c.transaction(|c| {
+                diesel::sql_query(
+                    "UPDATE transactions SET seq = 900, line_hash = 'h', gross_fen = gross_fen + 1 \
+                     WHERE txn_id = 'txn_copy'",
+                )
+                .execute(c)
+            });
+            assert!(
+                sneaky.is_err(),
+                "a link that changes the amount was allowed"
+            );
+            let link = diesel::sql_query(
+                "UPDATE transactions SET seq = 900, line_hash = 'h' WHERE txn_id = 'txn_copy'",
+            )
+            .execute(c)?;
+            assert_eq!(link, 1, "writing a missing link is allowed");
+            Err(diesel::result::Error::RollbackTransaction)
+        });
+        assert!(matches!(
+            outcome,
+            Err(diesel::result::Error::RollbackTransaction)
+        ));
+    }
 }
