@@ -37,11 +37,13 @@ impl Reversal {
             .map(|_| ())
     }
 
-    /// The reversals of one sale, oldest first.
+    /// The reversals of one sale, oldest first. By booking time, not `seq`: on PostgreSQL the
+    /// newest may not be linked yet. (The linker links them in this order, and a sale's
+    /// reversals are booked one at a time under the sale's lock, so the two orders agree.)
     pub fn of(conn: &mut DbConn, txn_id: &str) -> QueryResult<Vec<Reversal>> {
         reversals::table
             .filter(reversals::txn_id.eq(txn_id))
-            .order(reversals::seq.asc())
+            .order((reversals::created_at.asc(), reversals::reversal_id.asc()))
             .select(Reversal::as_select())
             .load(conn)
     }

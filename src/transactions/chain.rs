@@ -174,10 +174,14 @@ pub fn link_all(conn: &mut DbConn) -> Result<usize, DbError> {
     partners.dedup();
     let mut total = 0;
     for partner in partners {
+        // On while batches come back full. A short batch means nothing was left at that
+        // moment; going on until one came back empty would let one busy partner starve the
+        // others. With the booking lock held (close), nothing new arrives, so a short batch
+        // means the partner is fully linked.
         loop {
             let n = write_tx(conn, |c| link_pending_in(c, &partner))?;
             total += n;
-            if n == 0 {
+            if (n as i64) < LINK_BATCH {
                 break;
             }
         }
