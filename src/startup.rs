@@ -434,12 +434,19 @@ async fn link_chains(pool: Pool, enabled: bool) {
         .await;
         match pass {
             Ok(Ok(linked)) if linked > 0 => {
+                crate::http::metrics::record_chain_linked(linked);
                 tracing::debug!(chain.linked = linked, "linked records into their chains");
                 continue;
             }
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error.message = %e, "chain linking failed"),
-            Err(e) => tracing::warn!(error.message = %e, "chain linking task failed"),
+            Ok(Err(e)) => {
+                crate::http::metrics::record_chain_link_failure();
+                tracing::warn!(error.message = %e, "chain linking failed")
+            }
+            Err(e) => {
+                crate::http::metrics::record_chain_link_failure();
+                tracing::warn!(error.message = %e, "chain linking task failed")
+            }
         }
         tokio::time::sleep(Duration::from_millis(LINK_IDLE_MS)).await;
     }

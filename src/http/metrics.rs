@@ -58,6 +58,17 @@ pub fn record_rate_limited(identity: &str, limit: &'static str) {
         .increment(1);
 }
 
+/// Records the chain linker (PostgreSQL) linked.
+pub fn record_chain_linked(n: usize) {
+    metrics::counter!("alliance_chain_linked_total").increment(n as u64);
+}
+
+/// Linker passes that failed (alert if it keeps rising: unlinked records block nothing until
+/// the day closes, and closing links them itself, but the linker should not be failing).
+pub fn record_chain_link_failure() {
+    metrics::counter!("alliance_chain_link_failures_total").increment(1);
+}
+
 /// Active certificates that expire within 30 days.
 pub fn set_certificates_expiring(n: i64) {
     metrics::gauge!("alliance_certificates_expiring_30d").set(n as f64);

@@ -638,6 +638,29 @@ async fn every_sale_and_reversal_joins_the_chain_once_sales_first_without_verify
             "{edit} was allowed"
         );
     }
+    if matches!(
+        app.settings.database,
+        alliance_gateway::config::DatabaseUrl::Postgres(_)
+    ) {
+        // The counter moves just after the linker's commit: give it a moment.
+        let mut linked = 0.0;
+        for _ in 0..100 {
+            let metrics = plain_get(&format!("http://127.0.0.1:{}/metrics", app.ops_port))
+                .await
+                .text()
+                .await
+                .unwrap();
+            linked = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("alliance_chain_linked_total "))
+                .map_or(0.0, |v| v.trim().parse().unwrap());
+            if linked >= 1.0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(linked >= 1.0, "{linked}");
+    }
     // On PostgreSQL, where a record waits for its link: writing the link is the one update
     // allowed, and only if nothing else of the record changes with it. (Inside a transaction
     // rolled back at the end, so the background linker never sees the copy.)
