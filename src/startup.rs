@@ -48,12 +48,12 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let paths = Paths::new(&settings);
-        // On SQLite the group-commit writer holds one connection on top of one per request
-        // thread.
+        // One connection per request thread, and one more held by the group-commit writer
+        // (SQLite) or the chain linker (PostgreSQL), so neither waits for a request's.
         let sqlite = matches!(settings.database, crate::config::DatabaseUrl::Sqlite(_));
         let pool = db::pool(
             &settings.database,
-            settings.db_pool_size + u32::from(sqlite),
+            settings.db_pool_size + 1,
         )
         .context("opening the database")?;
         {
