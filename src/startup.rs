@@ -51,11 +51,8 @@ impl Application {
         // One connection per request thread, and one more held by the group-commit writer
         // (SQLite) or the chain linker (PostgreSQL), so neither waits for a request's.
         let sqlite = matches!(settings.database, crate::config::DatabaseUrl::Sqlite(_));
-        let pool = db::pool(
-            &settings.database,
-            settings.db_pool_size + 1,
-        )
-        .context("opening the database")?;
+        let pool = db::pool(&settings.database, settings.db_pool_size + 1)
+            .context("opening the database")?;
         {
             let pool = pool.clone();
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
