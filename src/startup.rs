@@ -30,6 +30,8 @@ const CRL_CHECK_INTERVAL_MS: u64 = 2_000;
 /// straight on to the next batch.
 const LINK_IDLE_MS: u64 = 50;
 const REGISTRY_UPKEEP_INTERVAL_MS: u64 = 60_000;
+/// How often young or fast-growing tables are analysed (PostgreSQL; see `db::planner_stats`).
+const PLANNER_STATS_INTERVAL_MS: u64 = 5_000;
 /// In-flight requests get this long to finish after SIGTERM.
 const SHUTDOWN_TIMEOUT_S: u64 = 30;
 
@@ -216,6 +218,7 @@ impl Application {
         let upkeep = vec![
             tokio::spawn(link_chains(pool.clone(), !sqlite)),
             tokio::spawn(checkpoint_wal(pool.clone(), state_writes)),
+            tokio::spawn(refresh_planner_stats(pool.clone(), !sqlite)),
             tokio::spawn(prune_nonces(pool.clone())),
             tokio::spawn(registry_upkeep(pool, rate_limits)),
             tokio::spawn(reload_crl(verifier)),
@@ -446,6 +449,34 @@ async fn link_chains(pool: Pool, enabled: bool) {
             }
         }
         tokio::time::sleep(Duration::from_millis(LINK_IDLE_MS)).await;
+    }
+}
+
+/// Keeps the planner's statistics in step with young and fast-growing tables (PostgreSQL; see
+/// `db::planner_stats`), so no cached plan is left choosing an index for an empty table.
+async fn refresh_planner_stats(pool: Pool, enabled: bool) {
+    if !enabled {
+        return; // SQLite
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(PLANNER_STATS_INTERVAL_MS));
+    loop {
+        tick.tick().await;
+        let pool = pool.clone();
+        let pass = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+            let mut conn = pool.get()?;
+            Ok(db::planner_stats::refresh(&mut conn)?)
+        })
+        .await;
+        match pass {
+            Ok(Ok(tables)) if !tables.is_empty() => {
+                tracing::debug!(db.analysed = ?tables, "refreshed planner statistics")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error.message = %e, "refreshing planner statistics failed")
+            }
+            Err(e) => tracing::warn!(error.message = %e, "planner statistics task failed"),
+        }
     }
 }
 

@@ -32,6 +32,7 @@ pub mod nonces;
 pub mod offer_versions;
 pub mod partner_chains;
 pub mod partners;
+pub mod planner_stats;
 pub mod reconciliation_uploads;
 pub mod registry_generation;
 pub mod reversals;

@@ -71,3 +71,92 @@ async fn expired_nonces_are_pruned_in_batches_and_live_ones_kept() {
     assert_eq!(Nonce::count(&mut conn).unwrap(), before + 5);
     assert_eq!(Nonce::prune(&mut conn, now).unwrap(), 0);
 }
+
+/// PostgreSQL: a table that has grown since it was last analysed (here: never) gets planner
+/// statistics from the gateway within seconds, so the duplicate `partner_txn_id` lookup is
+/// planned on its unique index. Without statistics, the cached generic plan read every sale of
+/// the partner through `transactions_day_seq` instead.
+#[tokio::test]
+async fn young_tables_get_planner_statistics_so_the_duplicate_lookup_uses_its_unique_index() {
+    use alliance_gateway::db::{planner_stats, DbConn};
+    use diesel::RunQueryDsl;
+    let app = spawn_app().await;
+    let mut conn = app.conn();
+    if !matches!(conn, DbConn::Postgres(_)) {
+        // SQLite has no cached generic plans: nothing to do there.
+        assert!(planner_stats::refresh(&mut conn).unwrap().is_empty());
+        return;
+    }
+    diesel::sql_query(
+        "INSERT INTO transactions (txn_id, partner_code, partner_txn_id, member_id, member_ref, \
+           store_id, occurred_at, business_date, late, gross_fen, discount_fen, redeem_points, \
+           redeem_value_fen, paid_fen, points_earned, points_balance, offer_version, \
+           request_digest, created_at) \
+         SELECT 'txn_test_' || i, 'P-RST-001', 'POS-' || i, (SELECT min(id) FROM members), \
+           'ref', 'S1', now(), current_date, false, 1000, 0, 0, 0, 1000, 10, 10, 1, 'sha-256=:x:', \
+           now() \
+         FROM generate_series(1, 300) AS i",
+    )
+    .execute(&mut conn)
+    .unwrap();
+    // The inserts reach the statistics collector within a second or so; the gateway's own
+    // task may get there first. Either way the table ends up analysed, well within 15 s.
+    let mut done = false;
+    for _ in 0..75 {
+        planner_stats::refresh(&mut conn).unwrap();
+        done = analysed(&mut conn, "transactions");
+        if done {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(done, "transactions was not analysed");
+    // Nothing changed since: not analysed again.
+    assert!(!planner_stats::refresh(&mut conn)
+        .unwrap()
+        .contains(&"transactions".to_owned()));
+
+    #[derive(diesel::QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        #[diesel(column_name = "QUERY PLAN")]
+        line: String,
+    }
+    diesel::sql_query("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut conn)
+        .unwrap();
+    diesel::sql_query(
+        "PREPARE dup(text, text) AS SELECT txn_id FROM transactions \
+         WHERE partner_code = $1 AND partner_txn_id = $2 LIMIT 1",
+    )
+    .execute(&mut conn)
+    .unwrap();
+    let plan: Vec<Line> = diesel::sql_query("EXPLAIN EXECUTE dup('P-RST-001', 'POS-7')")
+        .load(&mut conn)
+        .unwrap();
+    let plan = plan
+        .into_iter()
+        .map(|l| l.line)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        plan.contains("transactions_partner_code_partner_txn_id_key"),
+        "{plan}"
+    );
+}
+
+fn analysed(conn: &mut alliance_gateway::db::DbConn, table: &str) -> bool {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Flag {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        done: bool,
+    }
+    diesel::sql_query(format!(
+        "SELECT (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL) AS done \
+         FROM pg_stat_user_tables WHERE relname = '{table}'"
+    ))
+    .get_result::<Flag>(conn)
+    .map(|f| f.done)
+    .unwrap_or(false)
+}
