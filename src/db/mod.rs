@@ -19,6 +19,7 @@ pub mod alliance;
 pub mod audit_log;
 pub mod business_days;
 pub mod certificates;
+pub mod chain_links;
 pub mod executor;
 pub mod finance_users;
 pub mod gateway_keys;

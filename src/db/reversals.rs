@@ -57,19 +57,6 @@ impl Reversal {
             .load(conn)
     }
 
-    /// Writes a record's chain link, once: only a record without one is updated (the
-    /// append-only trigger allows nothing else). Returns the rows updated (1, or 0 when
-    /// another linker was first).
-    pub fn set_link(conn: &mut DbConn, id: &str, seq: i64, line_hash: &str) -> QueryResult<usize> {
-        diesel::update(
-            reversals::table
-                .filter(reversals::reversal_id.eq(id))
-                .filter(reversals::seq.is_null()),
-        )
-        .set((reversals::seq.eq(seq), reversals::line_hash.eq(line_hash)))
-        .execute(conn)
-    }
-
     /// Up to `limit` of a partner's reversals not yet linked into its chain whose sale is
     /// linked already, oldest first: a reversal never comes before its sale in the chain.
     pub fn unlinked(conn: &mut DbConn, partner: &str, limit: i64) -> QueryResult<Vec<Reversal>> {

@@ -98,22 +98,6 @@ impl Transaction {
             .load(conn)
     }
 
-    /// Writes a record's chain link, once: only a record without one is updated (the
-    /// append-only trigger allows nothing else). Returns the rows updated (1, or 0 when
-    /// another linker was first).
-    pub fn set_link(conn: &mut DbConn, id: &str, seq: i64, line_hash: &str) -> QueryResult<usize> {
-        diesel::update(
-            transactions::table
-                .filter(transactions::txn_id.eq(id))
-                .filter(transactions::seq.is_null()),
-        )
-        .set((
-            transactions::seq.eq(seq),
-            transactions::line_hash.eq(line_hash),
-        ))
-        .execute(conn)
-    }
-
     /// Up to `limit` of a partner's sales not yet linked into its chain, oldest first.
     pub fn unlinked(conn: &mut DbConn, partner: &str, limit: i64) -> QueryResult<Vec<Transaction>> {
         transactions::table

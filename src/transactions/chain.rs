@@ -13,6 +13,7 @@
 //!   concurrency). Until it is linked a record has no `seq` and no `line_hash`; nothing outside
 //!   this module reads them before the day closes, and closing links everything first, under
 //!   the exclusive booking lock.
+use crate::db::chain_links::{self, Chained, Link};
 use crate::db::partner_chains::{ChainHead, GENESIS};
 use crate::db::reversals::Reversal;
 use crate::db::transactions::Transaction;
@@ -124,44 +125,60 @@ fn advance(conn: &mut DbConn, partner: &str, seq: i64, line_hash: String) -> Res
 pub const LINK_BATCH: i64 = 1_000;
 
 /// Links up to [`LINK_BATCH`] of the partner's unlinked records, in the caller's transaction:
-/// sales first, oldest first, then reversals whose sale is linked. Returns how many it linked.
+/// sales first, oldest first, then reversals whose sale is linked. Each kind's links are written
+/// in one statement ([`chain_links::write`]). Returns how many it linked.
 pub fn link_pending_in(conn: &mut DbConn, partner: &str) -> Result<usize, DbError> {
     let mut head = lock_head(conn, partner)?;
-    let mut linked = 0usize;
+    let mut links = Vec::new();
     for mut t in Transaction::unlinked(conn, partner, LINK_BATCH)? {
         t.seq = Some(head.seq + 1);
         let hash = line_hash(&head.line_hash, &sale_fields(&t))?;
-        if Transaction::set_link(conn, &t.txn_id, head.seq + 1, &hash)? != 1 {
-            return Err(DbError::Invariant(format!(
-                "sale {} was linked under the chain lock by someone else",
-                t.txn_id
-            )));
-        }
         head.seq += 1;
-        head.line_hash = hash;
-        linked += 1;
+        head.line_hash = hash.clone();
+        links.push(Link {
+            id: t.txn_id,
+            seq: head.seq,
+            line_hash: hash,
+        });
     }
+    write_all(conn, Chained::Sales, &links)?;
+    let mut linked = links.len();
     let room = LINK_BATCH - linked as i64;
     if room > 0 {
         // After the sales: a reversal whose sale this batch just linked is eligible now.
+        let mut links = Vec::new();
         for mut r in Reversal::unlinked(conn, partner, room)? {
             r.seq = Some(head.seq + 1);
             let hash = line_hash(&head.line_hash, &reversal_fields(&r))?;
-            if Reversal::set_link(conn, &r.reversal_id, head.seq + 1, &hash)? != 1 {
-                return Err(DbError::Invariant(format!(
-                    "reversal {} was linked under the chain lock by someone else",
-                    r.reversal_id
-                )));
-            }
             head.seq += 1;
-            head.line_hash = hash;
-            linked += 1;
+            head.line_hash = hash.clone();
+            links.push(Link {
+                id: r.reversal_id,
+                seq: head.seq,
+                line_hash: hash,
+            });
         }
+        write_all(conn, Chained::Reversals, &links)?;
+        linked += links.len();
     }
     if linked > 0 {
         ChainHead::advance(conn, &head)?;
     }
     Ok(linked)
+}
+
+/// Writes the links and checks every record took its own: under the chain lock, a record
+/// linked by someone else means the lock did not serialise the linkers.
+fn write_all(conn: &mut DbConn, kind: Chained, links: &[Link]) -> Result<(), DbError> {
+    let written = chain_links::write(conn, kind, links)?;
+    if written != links.len() {
+        return Err(DbError::Invariant(format!(
+            "{kind:?}: {written} of {} records took their link; the others were linked under \
+             the chain lock by someone else",
+            links.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Links everything pending for every partner, each batch in a transaction of its own (or in
