@@ -16,7 +16,79 @@ pub struct StoredResponse {
     pub expires_at: NaiveDateTime,
 }
 
+/// What a repeat needs of a stored answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub request_sha256: String,
+    pub response_status: i32,
+    pub response_body: String,
+}
+
 impl StoredResponse {
+    /// Tries the key's lock (`lock_key`, PostgreSQL) and, when it is got, reads the live answer
+    /// stored under the key: one round trip, through `alliance_try_lock_answer` (migration
+    /// `lock_then_read`), whose read sees everything the lock's previous holder committed.
+    /// `None` when another request holds the key. SQLite's single writer needs no lock.
+    pub fn try_lock_and_find(
+        conn: &mut DbConn,
+        lock_key: i64,
+        partner: &str,
+        key: &str,
+        now: NaiveDateTime,
+    ) -> QueryResult<Option<Option<StoredAnswer>>> {
+        use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamp};
+        #[derive(QueryableByName)]
+        struct Tried {
+            #[diesel(sql_type = Bool)]
+            locked: bool,
+            #[diesel(sql_type = Nullable<Text>)]
+            request_sha256: Option<String>,
+            #[diesel(sql_type = Nullable<Integer>)]
+            response_status: Option<i32>,
+            #[diesel(sql_type = Nullable<Text>)]
+            response_body: Option<String>,
+        }
+        match conn {
+            DbConn::Postgres(pg) => {
+                let tried = diesel::sql_query(
+                    "SELECT locked, request_sha256, response_status, response_body \
+                     FROM alliance_try_lock_answer($1, $2, $3, $4)",
+                )
+                .bind::<BigInt, _>(lock_key)
+                .bind::<Text, _>(partner)
+                .bind::<Text, _>(key)
+                .bind::<Timestamp, _>(now)
+                .get_result::<Tried>(pg)?;
+                if !tried.locked {
+                    return Ok(None);
+                }
+                Ok(Some(
+                    match (
+                        tried.request_sha256,
+                        tried.response_status,
+                        tried.response_body,
+                    ) {
+                        (Some(request_sha256), Some(response_status), Some(response_body)) => {
+                            Some(StoredAnswer {
+                                request_sha256,
+                                response_status,
+                                response_body,
+                            })
+                        }
+                        _ => None,
+                    },
+                ))
+            }
+            DbConn::Sqlite(_) => Ok(Some(Self::find(conn, partner, key, now)?.map(|r| {
+                StoredAnswer {
+                    request_sha256: r.request_sha256,
+                    response_status: r.response_status,
+                    response_body: r.response_body,
+                }
+            }))),
+        }
+    }
+
     /// The stored answer, unless it has expired.
     pub fn find(
         conn: &mut DbConn,

@@ -39,6 +39,57 @@ struct NewEntry<'a> {
 
 pub struct Ledger;
 
+/// [`Ledger::post`] on PostgreSQL: the journal and its entries in one statement (a
+/// data-modifying CTE), one round trip where the journal's id used to need a round trip of its
+/// own before the entries could name it.
+fn post_in_one_statement(
+    pg: &mut diesel::PgConnection,
+    kind: &str,
+    reference: &str,
+    postings: &[Posting<'_>],
+    now: NaiveDateTime,
+) -> Result<i64, DbError> {
+    use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
+    #[derive(QueryableByName)]
+    struct Posted {
+        #[diesel(sql_type = BigInt)]
+        journal_id: i64,
+    }
+    let accounts: Vec<&str> = postings.iter().map(|p| p.account).collect();
+    let members: Vec<Option<i64>> = postings.iter().map(|p| p.member_id).collect();
+    let amounts: Vec<i64> = postings.iter().map(|p| p.amount_points).collect();
+    let posted: Vec<Posted> = diesel::sql_query(
+        "WITH j AS (INSERT INTO ledger_journals (kind, reference, created_at) \
+                    VALUES ($1, $2, $3) RETURNING id) \
+         INSERT INTO ledger_entries (journal_id, account, member_id, amount_points, created_at) \
+         SELECT j.id, e.account, e.member_id, e.amount_points, $3 \
+         FROM j, unnest($4, $5, $6) WITH ORDINALITY AS e(account, member_id, amount_points, n) \
+         ORDER BY e.n \
+         RETURNING journal_id",
+    )
+    .bind::<Text, _>(kind)
+    .bind::<Text, _>(reference)
+    .bind::<Timestamp, _>(now)
+    .bind::<Array<Text>, _>(accounts)
+    .bind::<Array<Nullable<BigInt>>, _>(members)
+    .bind::<Array<BigInt>, _>(amounts)
+    .load(pg)?;
+    // Every entry was written, all under the one journal.
+    match posted.first() {
+        Some(first)
+            if posted.len() == postings.len()
+                && posted.iter().all(|p| p.journal_id == first.journal_id) =>
+        {
+            Ok(first.journal_id)
+        }
+        _ => Err(DbError::Invariant(format!(
+            "journal {kind}/{reference}: {} of {} entries written",
+            posted.len(),
+            postings.len()
+        ))),
+    }
+}
+
 impl Ledger {
     /// Posts one balanced journal. Refuses (before writing) a journal that does not sum to zero.
     /// `(kind, reference)` is unique, so a journal is posted at most once.
@@ -56,6 +107,9 @@ impl Ledger {
             return Err(DbError::Invariant(format!(
                 "journal {kind}/{reference} does not balance"
             )));
+        }
+        if let DbConn::Postgres(pg) = conn {
+            return post_in_one_statement(pg, kind, reference, postings, now);
         }
         let journal = NewJournal {
             kind,
@@ -90,6 +144,27 @@ impl Ledger {
             .filter(ledger_entries::member_id.eq(member_id))
             .select(SumPoints)
             .first(c))
+    }
+
+    /// Takes the member's balance lock (`lock_key`, PostgreSQL) and then reads the balance: one
+    /// round trip, through `alliance_lock_balance` (migration `lock_then_read`), whose read sees
+    /// everything the lock's previous holder committed. SQLite's single writer needs no lock.
+    pub fn lock_and_balance(conn: &mut DbConn, lock_key: i64, member_id: i64) -> QueryResult<i64> {
+        #[derive(QueryableByName)]
+        struct Balance {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            balance: i64,
+        }
+        match conn {
+            DbConn::Postgres(pg) => {
+                diesel::sql_query("SELECT alliance_lock_balance($1, $2) AS balance")
+                    .bind::<diesel::sql_types::BigInt, _>(lock_key)
+                    .bind::<diesel::sql_types::BigInt, _>(member_id)
+                    .get_result::<Balance>(pg)
+                    .map(|b| b.balance)
+            }
+            DbConn::Sqlite(_) => Self::balance(conn, member_id),
+        }
     }
 
     /// The sum of every entry in the ledger; zero unless the ledger is corrupt.

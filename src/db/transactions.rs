@@ -54,6 +54,44 @@ impl Transaction {
             .optional())
     }
 
+    /// Takes the booking lock shared and the partner record's lock (PostgreSQL), then reads the
+    /// last closed business day and the `txn_id` already recorded under `partner_txn_id`, if any:
+    /// one round trip, through `alliance_lock_booking` (migration `lock_then_read`), whose reads
+    /// see everything committed before the locks were granted. SQLite's single writer needs no
+    /// locks.
+    pub fn lock_booking(
+        conn: &mut DbConn,
+        booking_lock: i64,
+        record_lock: i64,
+        partner: &str,
+        partner_txn_id: &str,
+    ) -> QueryResult<(Option<NaiveDate>, Option<String>)> {
+        use diesel::sql_types::{BigInt, Date, Nullable, Text};
+        #[derive(QueryableByName)]
+        struct Booking {
+            #[diesel(sql_type = Nullable<Date>)]
+            last_closed: Option<NaiveDate>,
+            #[diesel(sql_type = Nullable<Text>)]
+            existing_txn_id: Option<String>,
+        }
+        match conn {
+            DbConn::Postgres(pg) => diesel::sql_query(
+                "SELECT last_closed, existing_txn_id FROM alliance_lock_booking($1, $2, $3, $4)",
+            )
+            .bind::<BigInt, _>(booking_lock)
+            .bind::<BigInt, _>(record_lock)
+            .bind::<Text, _>(partner)
+            .bind::<Text, _>(partner_txn_id)
+            .get_result::<Booking>(pg)
+            .map(|b| (b.last_closed, b.existing_txn_id)),
+            DbConn::Sqlite(_) => {
+                let last_closed = super::business_days::BusinessDays::last_closed(conn)?;
+                let existing = Self::find_by_partner_txn_id(conn, partner, partner_txn_id)?;
+                Ok((last_closed, existing.map(|t| t.txn_id)))
+            }
+        }
+    }
+
     pub fn find_by_partner_txn_id(
         conn: &mut DbConn,
         partner: &str,

@@ -10,7 +10,7 @@
 //! would hold up the batch), so there the wait is zero and the caller retries instead
 //! ([`Key::in_flight_wait_ms`]).
 use super::TxnError;
-use crate::db::idempotency_keys::StoredResponse;
+use crate::db::idempotency_keys::{StoredAnswer, StoredResponse};
 use crate::db::{in_transaction, locks, write_tx, DbConn};
 use chrono::{NaiveDateTime, TimeDelta};
 
@@ -38,26 +38,21 @@ pub struct Key<'a> {
     pub in_flight_wait_ms: u64,
 }
 
-/// Takes the per-key lock on PostgreSQL, waiting at most `wait_ms`.
-fn lock_key(conn: &mut DbConn, partner: &str, key: &str, wait_ms: u64) -> Result<(), TxnError> {
-    let DbConn::Postgres(pg) = conn else {
-        return Ok(());
-    };
-    use diesel::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Got {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        locked: bool,
-    }
-    let lock = locks::idempotency(partner, key);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+/// Takes the per-key lock (PostgreSQL), waiting at most `wait_ms`, and returns the live answer
+/// stored under the key, if any: both in one round trip per try.
+fn lock_and_find(
+    conn: &mut DbConn,
+    key: &Key<'_>,
+    now: NaiveDateTime,
+) -> Result<Option<StoredAnswer>, TxnError> {
+    let lock = locks::idempotency(key.partner, key.key);
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(key.in_flight_wait_ms);
     loop {
-        let got: Got = diesel::sql_query(format!(
-            "SELECT pg_try_advisory_xact_lock({lock}) AS locked"
-        ))
-        .get_result(pg)?;
-        if got.locked {
-            return Ok(());
+        if let Some(stored) =
+            StoredResponse::try_lock_and_find(conn, lock, key.partner, key.key, now)?
+        {
+            return Ok(stored);
         }
         if std::time::Instant::now() >= deadline {
             return Err(TxnError::IdempotencyKeyInFlight);
@@ -91,8 +86,7 @@ fn once_in(
     work: impl FnOnce(&mut DbConn) -> Result<(u16, String), TxnError>,
 ) -> Result<Answer, TxnError> {
     {
-        lock_key(conn, key.partner, key.key, key.in_flight_wait_ms)?;
-        if let Some(stored) = StoredResponse::find(conn, key.partner, key.key, now)? {
+        if let Some(stored) = lock_and_find(conn, key, now)? {
             if stored.request_sha256 != key.request_sha256 {
                 return Err(TxnError::IdempotencyKeyReused);
             }

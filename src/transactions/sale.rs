@@ -9,9 +9,7 @@ use crate::db::member_refs::{MemberRef, NewMemberRef};
 use crate::db::members::Member;
 use crate::db::offer_versions::OfferVersion;
 use crate::db::transactions::Transaction;
-use crate::db::{
-    locks, now_utc, serialise, serialise_shared, serialise_shared_then, DbConn, DbError,
-};
+use crate::db::{locks, now_utc, serialise_shared, DbConn, DbError};
 use crate::domain::{MemberStatus, Tier};
 use crate::partners::terms::{Terms, BPS_ONE};
 use crate::registry::Offer;
@@ -68,7 +66,15 @@ pub fn booking_day(conn: &mut DbConn, date: NaiveDate) -> Result<(NaiveDate, boo
 
 /// [`booking_day`] for a caller that already holds the shared booking lock.
 fn booked_into(conn: &mut DbConn, date: NaiveDate) -> Result<(NaiveDate, bool), DbError> {
-    match BusinessDays::last_closed(conn)? {
+    day_after_closed(BusinessDays::last_closed(conn)?, date)
+}
+
+/// The day a record of local date `date` is booked into, given the last closed day.
+fn day_after_closed(
+    last_closed: Option<NaiveDate>,
+    date: NaiveDate,
+) -> Result<(NaiveDate, bool), DbError> {
+    match last_closed {
         Some(closed) if date <= closed => {
             let next = closed
                 .succ_opt()
@@ -81,8 +87,11 @@ fn booked_into(conn: &mut DbConn, date: NaiveDate) -> Result<(NaiveDate, bool), 
 
 /// Locks a member's balance for this transaction and reads it.
 pub fn lock_balance(conn: &mut DbConn, member_id: i64) -> Result<i64, DbError> {
-    serialise(conn, locks::member(member_id))?;
-    Ok(Ledger::balance(conn, member_id)?)
+    Ok(Ledger::lock_and_balance(
+        conn,
+        locks::member(member_id),
+        member_id,
+    )?)
 }
 
 fn find_member(
@@ -151,21 +160,21 @@ pub fn record(
     let local_date = local.date_naive();
     // The shared booking lock (a day cannot close under this booking), then the lock on the
     // partner_txn_id: two requests with one partner_txn_id (under different keys) are ordered
-    // by it, so the check below and the insert cannot interleave across instances.
-    serialise_shared_then(
+    // by it, so the check below and the insert cannot interleave across instances. The last
+    // closed day and the duplicate check are read after the locks, in the same round trip.
+    let (last_closed, existing) = Transaction::lock_booking(
         conn,
         locks::BOOKING,
         locks::partner_record(partner, &sale.partner_txn_id),
+        partner,
+        &sale.partner_txn_id,
     )?;
-    let (business_date, late) =
-        booked_into(conn, business_day(sale.occurred_at, ctx.settings.timezone))?;
-
-    if let Some(existing) =
-        Transaction::find_by_partner_txn_id(conn, partner, &sale.partner_txn_id)?
-    {
-        return Err(TxnError::DuplicatePartnerTxnId {
-            txn_id: existing.txn_id,
-        });
+    let (business_date, late) = day_after_closed(
+        last_closed,
+        business_day(sale.occurred_at, ctx.settings.timezone),
+    )?;
+    if let Some(txn_id) = existing {
+        return Err(TxnError::DuplicatePartnerTxnId { txn_id });
     }
     let (member, member_ref) = find_member(conn, ctx, &sale.member)?;
     let status = MemberStatus::parse(&member.status)
