@@ -132,14 +132,7 @@ pub fn link_pending_in(conn: &mut DbConn, partner: &str) -> Result<usize, DbErro
     let mut links = Vec::new();
     for mut t in Transaction::unlinked(conn, partner, LINK_BATCH)? {
         t.seq = Some(head.seq + 1);
-        let hash = line_hash(&head.line_hash, &sale_fields(&t))?;
-        head.seq += 1;
-        head.line_hash = hash.clone();
-        links.push(Link {
-            id: t.txn_id,
-            seq: head.seq,
-            line_hash: hash,
-        });
+        links.push(append(&mut head, t.txn_id.clone(), &sale_fields(&t))?);
     }
     write_all(conn, Chained::Sales, &links)?;
     let mut linked = links.len();
@@ -149,14 +142,11 @@ pub fn link_pending_in(conn: &mut DbConn, partner: &str) -> Result<usize, DbErro
         let mut links = Vec::new();
         for mut r in Reversal::unlinked(conn, partner, room)? {
             r.seq = Some(head.seq + 1);
-            let hash = line_hash(&head.line_hash, &reversal_fields(&r))?;
-            head.seq += 1;
-            head.line_hash = hash.clone();
-            links.push(Link {
-                id: r.reversal_id,
-                seq: head.seq,
-                line_hash: hash,
-            });
+            links.push(append(
+                &mut head,
+                r.reversal_id.clone(),
+                &reversal_fields(&r),
+            )?);
         }
         write_all(conn, Chained::Reversals, &links)?;
         linked += links.len();
@@ -165,6 +155,19 @@ pub fn link_pending_in(conn: &mut DbConn, partner: &str) -> Result<usize, DbErro
         ChainHead::advance(conn, &head)?;
     }
     Ok(linked)
+}
+
+/// Moves the head on by one record (whose `fields` carry the head's next `seq`) and returns the
+/// record's link.
+fn append(head: &mut ChainHead, id: String, fields: &Value) -> Result<Link, DbError> {
+    let hash = line_hash(&head.line_hash, fields)?;
+    head.seq += 1;
+    head.line_hash = hash.clone();
+    Ok(Link {
+        id,
+        seq: head.seq,
+        line_hash: hash,
+    })
 }
 
 /// Writes the links and checks every record took its own: under the chain lock, a record
