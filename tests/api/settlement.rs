@@ -331,10 +331,14 @@ async fn two_gateways_that_start_after_closing_time_settle_every_due_day_exactly
     let due =
         alliance_gateway::settlement::due_through(&app.settings.settlement_cron, tz, Utc::now())
             .unwrap();
+    // A day closes (with its run row) in one transaction and its files are written after the
+    // commit, so wait for every run's manifest too, not only for the closed days.
     let mut closed = 0;
-    for _ in 0..200 {
+    for _ in 0..300 {
         closed = app.count("business_days WHERE status = 'closed'");
-        if closed == (due - three_days_ago).num_days() + 1 {
+        let written = app.count("settlement_runs WHERE manifest_sha256 IS NOT NULL");
+        let want = (due - three_days_ago).num_days() + 1;
+        if closed == want && written == want {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
