@@ -44,15 +44,24 @@ pub fn write(conn: &mut DbConn, kind: Chained, links: &[Link]) -> Result<usize, 
             let ids: Vec<&str> = links.iter().map(|l| l.id.as_str()).collect();
             let seqs: Vec<i64> = links.iter().map(|l| l.seq).collect();
             let hashes: Vec<&str> = links.iter().map(|l| l.line_hash.as_str()).collect();
-            Ok(diesel::sql_query(format!(
-                "UPDATE {table} AS r SET seq = v.seq, line_hash = v.line_hash \
-                 FROM unnest($1, $2, $3) AS v(id, seq, line_hash) \
-                 WHERE r.{id} = v.id AND r.seq IS NULL"
-            ))
-            .bind::<Array<Text>, _>(ids)
-            .bind::<Array<BigInt>, _>(seqs)
-            .bind::<Array<Text>, _>(hashes)
-            .execute(pg)?)
+            // Fixed texts, so that the statement stays prepared (see `prepared`).
+            let sql = match kind {
+                Chained::Sales => {
+                    "UPDATE transactions AS r SET seq = v.seq, line_hash = v.line_hash \
+                     FROM unnest($1, $2, $3) AS v(id, seq, line_hash) \
+                     WHERE r.txn_id = v.id AND r.seq IS NULL"
+                }
+                Chained::Reversals => {
+                    "UPDATE reversals AS r SET seq = v.seq, line_hash = v.line_hash \
+                     FROM unnest($1, $2, $3) AS v(id, seq, line_hash) \
+                     WHERE r.reversal_id = v.id AND r.seq IS NULL"
+                }
+            };
+            Ok(super::prepared::prepared(sql)
+                .bind::<Array<Text>, _>(ids)
+                .bind::<Array<BigInt>, _>(seqs)
+                .bind::<Array<Text>, _>(hashes)
+                .execute(pg)?)
         }
         // SQLite links at booking, one record at a time; this path only runs for a record
         // left unlinked (which SQLite never leaves), so plain statements do.

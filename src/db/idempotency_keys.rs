@@ -50,7 +50,7 @@ impl StoredResponse {
         }
         match conn {
             DbConn::Postgres(pg) => {
-                let tried = diesel::sql_query(
+                let tried = super::prepared::prepared(
                     "SELECT locked, request_sha256, response_status, response_body \
                      FROM alliance_try_lock_answer($1, $2, $3, $4)",
                 )
@@ -105,16 +105,27 @@ impl StoredResponse {
     }
 
     /// Stores an answer, replacing an expired one under the same key (a live one was found
-    /// by [`StoredResponse::find`] first, under the key's lock). One statement: an upsert.
+    /// by [`StoredResponse::find`] first, under the key's lock). One statement: an upsert,
+    /// hand-written so that it stays prepared (see `db::prepared`).
     pub fn store(conn: &mut DbConn, r: &StoredResponse) -> QueryResult<()> {
-        let upsert = diesel::insert_into(idempotency_keys::table)
-            .values(r)
-            .on_conflict((
-                idempotency_keys::partner_code,
-                idempotency_keys::idempotency_key,
-            ))
-            .do_update()
-            .set(r);
+        use diesel::sql_types::{Integer, Text, Timestamp};
+        let upsert = super::prepared::prepared(
+            "INSERT INTO idempotency_keys (partner_code, idempotency_key, request_sha256, \
+             response_status, response_body, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (partner_code, idempotency_key) DO UPDATE SET \
+             request_sha256 = excluded.request_sha256, \
+             response_status = excluded.response_status, \
+             response_body = excluded.response_body, \
+             created_at = excluded.created_at, expires_at = excluded.expires_at",
+        )
+        .bind::<Text, _>(&r.partner_code)
+        .bind::<Text, _>(&r.idempotency_key)
+        .bind::<Text, _>(&r.request_sha256)
+        .bind::<Integer, _>(r.response_status)
+        .bind::<Text, _>(&r.response_body)
+        .bind::<Timestamp, _>(r.created_at)
+        .bind::<Timestamp, _>(r.expires_at);
         concrete!(conn, |c| upsert.execute(c).map(|_| ()))
     }
 

@@ -1,6 +1,6 @@
 //! The double-entry points ledger. Entries are append-only (triggers refuse UPDATE and
 //! DELETE); a member's balance is the sum of its entries, never a column to overwrite.
-use super::schema::{ledger_entries, ledger_journals};
+use super::schema::ledger_entries;
 use super::{DbConn, DbError};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -17,24 +17,6 @@ pub struct Posting<'a> {
     pub account: &'a str,
     pub member_id: Option<i64>,
     pub amount_points: i64,
-}
-
-#[derive(Debug, Insertable)]
-#[diesel(table_name = ledger_journals)]
-struct NewJournal<'a> {
-    kind: &'a str,
-    reference: &'a str,
-    created_at: NaiveDateTime,
-}
-
-#[derive(Debug, Insertable)]
-#[diesel(table_name = ledger_entries)]
-struct NewEntry<'a> {
-    journal_id: i64,
-    account: &'a str,
-    member_id: Option<i64>,
-    amount_points: i64,
-    created_at: NaiveDateTime,
 }
 
 pub struct Ledger;
@@ -58,7 +40,7 @@ fn post_in_one_statement(
     let accounts: Vec<&str> = postings.iter().map(|p| p.account).collect();
     let members: Vec<Option<i64>> = postings.iter().map(|p| p.member_id).collect();
     let amounts: Vec<i64> = postings.iter().map(|p| p.amount_points).collect();
-    let posted: Vec<Posted> = diesel::sql_query(
+    let posted: Vec<Posted> = super::prepared::prepared(
         "WITH j AS (INSERT INTO ledger_journals (kind, reference, created_at) \
                     VALUES ($1, $2, $3) RETURNING id) \
          INSERT INTO ledger_entries (journal_id, account, member_id, amount_points, created_at) \
@@ -111,30 +93,34 @@ impl Ledger {
         if let DbConn::Postgres(pg) = conn {
             return post_in_one_statement(pg, kind, reference, postings, now);
         }
-        let journal = NewJournal {
-            kind,
-            reference,
-            created_at: now,
-        };
-        let journal_id: i64 = concrete!(conn, |c| diesel::insert_into(ledger_journals::table)
-            .values(&journal)
-            .returning(ledger_journals::id)
-            .get_result(c))?;
-        let entries: Vec<NewEntry<'_>> = postings
-            .iter()
-            .map(|p| NewEntry {
-                journal_id,
-                account: p.account,
-                member_id: p.member_id,
-                amount_points: p.amount_points,
-                created_at: now,
-            })
-            .collect();
-        // One multi-row insert (one round trip on PostgreSQL); it compiles on the concrete
-        // connections only, not on the multi-backend one.
-        concrete!(conn, |c| diesel::insert_into(ledger_entries::table)
-            .values(&entries)
-            .execute(c))?;
+        // SQLite: a statement is a function call, not a round trip, so one prepared insert per
+        // row costs less than one multi-row insert that would be parsed on every call.
+        use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
+        #[derive(QueryableByName)]
+        struct Journal {
+            #[diesel(sql_type = BigInt)]
+            id: i64,
+        }
+        let journal = super::prepared::prepared(
+            "INSERT INTO ledger_journals (kind, reference, created_at) VALUES ($1, $2, $3) \
+             RETURNING id",
+        )
+        .bind::<Text, _>(kind)
+        .bind::<Text, _>(reference)
+        .bind::<Timestamp, _>(now);
+        let journal_id = concrete!(conn, |c| journal.get_result::<Journal>(c))?.id;
+        for p in postings {
+            let entry = super::prepared::prepared(
+                "INSERT INTO ledger_entries (journal_id, account, member_id, amount_points, \
+                 created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind::<BigInt, _>(journal_id)
+            .bind::<Text, _>(p.account)
+            .bind::<Nullable<BigInt>, _>(p.member_id)
+            .bind::<BigInt, _>(p.amount_points)
+            .bind::<Timestamp, _>(now);
+            concrete!(conn, |c| entry.execute(c))?;
+        }
         Ok(journal_id)
     }
 
@@ -157,7 +143,7 @@ impl Ledger {
         }
         match conn {
             DbConn::Postgres(pg) => {
-                diesel::sql_query("SELECT alliance_lock_balance($1, $2) AS balance")
+                super::prepared::prepared("SELECT alliance_lock_balance($1, $2) AS balance")
                     .bind::<diesel::sql_types::BigInt, _>(lock_key)
                     .bind::<diesel::sql_types::BigInt, _>(member_id)
                     .get_result::<Balance>(pg)

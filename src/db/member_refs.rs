@@ -31,10 +31,17 @@ impl MemberRef {
     /// Records that `partner_code` was given `member_ref`. Idempotent and safe against a
     /// concurrent insert of the same row: `ON CONFLICT DO NOTHING` (a unique violation would
     /// abort a PostgreSQL transaction). One statement whether or not the row exists.
+    /// Hand-written so that it stays prepared (see `db::prepared`).
     pub fn remember(conn: &mut DbConn, new: &NewMemberRef<'_>) -> QueryResult<()> {
-        let insert = diesel::insert_into(member_refs::table)
-            .values(new)
-            .on_conflict_do_nothing();
+        use diesel::sql_types::{BigInt, Text, Timestamp};
+        let insert = super::prepared::prepared(
+            "INSERT INTO member_refs (partner_code, member_ref, member_id, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind::<Text, _>(new.partner_code)
+        .bind::<Text, _>(new.member_ref)
+        .bind::<BigInt, _>(new.member_id)
+        .bind::<Timestamp, _>(new.created_at);
         concrete!(conn, |c| insert.execute(c))?;
         Ok(())
     }

@@ -16,11 +16,19 @@ pub struct NewMemberToken<'a> {
 pub struct MemberToken;
 
 impl MemberToken {
+    /// Hand-written so that it stays prepared (see `db::prepared`).
     pub fn insert(conn: &mut DbConn, t: &NewMemberToken<'_>) -> QueryResult<()> {
-        diesel::insert_into(member_tokens::table)
-            .values(t)
-            .execute(conn)
-            .map(|_| ())
+        use diesel::sql_types::{BigInt, Text, Timestamp};
+        let insert = super::prepared::prepared(
+            "INSERT INTO member_tokens (member_id, token_sha256, issuer, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind::<BigInt, _>(t.member_id)
+        .bind::<Text, _>(t.token_sha256)
+        .bind::<Text, _>(t.issuer)
+        .bind::<Timestamp, _>(t.created_at)
+        .bind::<Timestamp, _>(t.expires_at);
+        concrete!(conn, |c| insert.execute(c).map(|_| ()))
     }
 
     /// Uses a token: true when it was valid (this member's, unexpired, unused), and now is
@@ -32,18 +40,18 @@ impl MemberToken {
         txn_id: &str,
         now: NaiveDateTime,
     ) -> QueryResult<bool> {
-        let n = diesel::update(
-            member_tokens::table
-                .filter(member_tokens::member_id.eq(member_id))
-                .filter(member_tokens::token_sha256.eq(token_sha256))
-                .filter(member_tokens::used_at.is_null())
-                .filter(member_tokens::expires_at.gt(now)),
+        use diesel::sql_types::{BigInt, Text, Timestamp};
+        // Hand-written so that it stays prepared (see `db::prepared`).
+        let update = super::prepared::prepared(
+            "UPDATE member_tokens SET used_at = $4, used_by_txn = $3 \
+             WHERE member_id = $1 AND token_sha256 = $2 AND used_at IS NULL \
+             AND expires_at > $4",
         )
-        .set((
-            member_tokens::used_at.eq(Some(now)),
-            member_tokens::used_by_txn.eq(Some(txn_id)),
-        ))
-        .execute(conn)?;
+        .bind::<BigInt, _>(member_id)
+        .bind::<Text, _>(token_sha256)
+        .bind::<Text, _>(txn_id)
+        .bind::<Timestamp, _>(now);
+        let n = concrete!(conn, |c| update.execute(c))?;
         Ok(n == 1)
     }
 

@@ -34,6 +34,7 @@ pub mod offer_versions;
 pub mod partner_chains;
 pub mod partners;
 pub mod planner_stats;
+pub mod prepared;
 pub mod reconciliation_uploads;
 pub mod registry_generation;
 pub mod reversals;
@@ -266,7 +267,9 @@ pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
 /// transaction already serialises every writer; PostgreSQL needs an advisory lock.
 pub fn serialise(conn: &mut DbConn, lock_key: i64) -> Result<(), diesel::result::Error> {
     if let DbConn::Postgres(c) = conn {
-        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({lock_key})")).execute(c)?;
+        prepared::prepared("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(lock_key)
+            .execute(c)?;
     }
     Ok(())
 }
@@ -320,10 +323,10 @@ pub fn serialise_shared_then(
     exclusive_key: i64,
 ) -> Result<(), diesel::result::Error> {
     if let DbConn::Postgres(c) = conn {
-        diesel::sql_query(format!(
-            "SELECT pg_advisory_xact_lock_shared({shared_key}), pg_advisory_xact_lock({exclusive_key})"
-        ))
-        .execute(c)?;
+        prepared::prepared("SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock($2)")
+            .bind::<diesel::sql_types::BigInt, _>(shared_key)
+            .bind::<diesel::sql_types::BigInt, _>(exclusive_key)
+            .execute(c)?;
     }
     Ok(())
 }
@@ -332,7 +335,9 @@ pub fn serialise_shared_then(
 /// serialises. Several holders at once, none while an exclusive holder has it.
 pub fn serialise_shared(conn: &mut DbConn, lock_key: i64) -> Result<(), diesel::result::Error> {
     if let DbConn::Postgres(c) = conn {
-        diesel::sql_query(format!("SELECT pg_advisory_xact_lock_shared({lock_key})")).execute(c)?;
+        prepared::prepared("SELECT pg_advisory_xact_lock_shared($1)")
+            .bind::<diesel::sql_types::BigInt, _>(lock_key)
+            .execute(c)?;
     }
     Ok(())
 }

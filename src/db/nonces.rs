@@ -22,9 +22,15 @@ impl Nonce {
     /// Claims a nonce. `Ok(false)` when it was already claimed: a replay. A conflict inserts
     /// nothing rather than failing, so inside a group-commit batch it costs no savepoint.
     pub fn claim(conn: &mut DbConn, new: &NewNonce<'_>) -> QueryResult<bool> {
-        let insert = diesel::insert_into(request_nonces::table)
-            .values(new)
-            .on_conflict_do_nothing();
+        use diesel::sql_types::{Text, Timestamp};
+        // Hand-written so that it stays prepared (see `db::prepared`).
+        let insert = super::prepared::prepared(
+            "INSERT INTO request_nonces (key_id, nonce_sha256, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind::<Text, _>(new.key_id)
+        .bind::<Text, _>(new.nonce_sha256)
+        .bind::<Timestamp, _>(new.expires_at);
         let inserted = if super::in_transaction(conn) {
             concrete!(conn, |c| insert.execute(c))?
         } else {

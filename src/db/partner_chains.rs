@@ -30,21 +30,19 @@ impl ChainHead {
         }))
     }
 
-    /// Moves the head forward (inserting it for the first record).
+    /// Moves the head forward (inserting it for the first record): one upsert, hand-written
+    /// so that it stays prepared (see `db::prepared`).
     pub fn advance(conn: &mut DbConn, head: &ChainHead) -> QueryResult<()> {
-        let updated = concrete!(conn, |c| diesel::update(
-            partner_chains::table.find(&head.partner_code)
+        use diesel::sql_types::{BigInt, Text};
+        let upsert = super::prepared::prepared(
+            "INSERT INTO partner_chains (partner_code, seq, line_hash) VALUES ($1, $2, $3) \
+             ON CONFLICT (partner_code) DO UPDATE SET \
+             seq = excluded.seq, line_hash = excluded.line_hash",
         )
-        .set((
-            partner_chains::seq.eq(head.seq),
-            partner_chains::line_hash.eq(&head.line_hash),
-        ))
-        .execute(c))?;
-        if updated == 0 {
-            concrete!(conn, |c| diesel::insert_into(partner_chains::table)
-                .values(head)
-                .execute(c))?;
-        }
+        .bind::<Text, _>(&head.partner_code)
+        .bind::<BigInt, _>(head.seq)
+        .bind::<Text, _>(&head.line_hash);
+        concrete!(conn, |c| upsert.execute(c))?;
         Ok(())
     }
 }

@@ -30,11 +30,36 @@ pub struct Reversal {
 }
 
 impl Reversal {
+    /// Inserts the reversal. Hand-written so that it stays prepared (see `db::prepared`).
     pub fn insert(conn: &mut DbConn, r: &Reversal) -> QueryResult<()> {
-        diesel::insert_into(reversals::table)
-            .values(r)
-            .execute(conn)
-            .map(|_| ())
+        use diesel::sql_types::{BigInt, Bool, Date, Nullable, Text, Timestamp};
+        let insert = super::prepared::prepared(
+            "INSERT INTO reversals (reversal_id, txn_id, partner_code, partner_reversal_id, \
+             reason, occurred_at, business_date, late, gross_fen, discount_fen, redeem_points, \
+             redeem_value_fen, points_clawed_back, points_balance, request_digest, seq, \
+             line_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18)",
+        )
+        .bind::<Text, _>(&r.reversal_id)
+        .bind::<Text, _>(&r.txn_id)
+        .bind::<Text, _>(&r.partner_code)
+        .bind::<Text, _>(&r.partner_reversal_id)
+        .bind::<Text, _>(&r.reason)
+        .bind::<Timestamp, _>(r.occurred_at)
+        .bind::<Date, _>(r.business_date)
+        .bind::<Bool, _>(r.late)
+        .bind::<BigInt, _>(r.gross_fen)
+        .bind::<BigInt, _>(r.discount_fen)
+        .bind::<BigInt, _>(r.redeem_points)
+        .bind::<BigInt, _>(r.redeem_value_fen)
+        .bind::<BigInt, _>(r.points_clawed_back)
+        .bind::<BigInt, _>(r.points_balance)
+        .bind::<Text, _>(&r.request_digest)
+        .bind::<Nullable<BigInt>, _>(r.seq)
+        .bind::<Nullable<Text>, _>(&r.line_hash)
+        .bind::<Timestamp, _>(r.created_at);
+        concrete!(conn, |c| insert.execute(c).map(|_| ()))
     }
 
     /// The reversals of one sale, oldest first. By booking time, not `seq`: on PostgreSQL the

@@ -33,11 +33,39 @@ pub struct Transaction {
 }
 
 impl Transaction {
+    /// Inserts the sale. Hand-written so that it stays prepared (see `db::prepared`).
     pub fn insert(conn: &mut DbConn, t: &Transaction) -> QueryResult<()> {
-        concrete!(conn, |c| diesel::insert_into(transactions::table)
-            .values(t)
-            .execute(c)
-            .map(|_| ()))
+        use diesel::sql_types::{BigInt, Bool, Date, Nullable, Text, Timestamp};
+        let insert = super::prepared::prepared(
+            "INSERT INTO transactions (txn_id, partner_code, partner_txn_id, member_id, \
+             member_ref, store_id, occurred_at, business_date, late, gross_fen, discount_fen, \
+             redeem_points, redeem_value_fen, paid_fen, points_earned, points_balance, \
+             offer_version, request_digest, seq, line_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18, $19, $20, $21)",
+        )
+        .bind::<Text, _>(&t.txn_id)
+        .bind::<Text, _>(&t.partner_code)
+        .bind::<Text, _>(&t.partner_txn_id)
+        .bind::<BigInt, _>(t.member_id)
+        .bind::<Text, _>(&t.member_ref)
+        .bind::<Text, _>(&t.store_id)
+        .bind::<Timestamp, _>(t.occurred_at)
+        .bind::<Date, _>(t.business_date)
+        .bind::<Bool, _>(t.late)
+        .bind::<BigInt, _>(t.gross_fen)
+        .bind::<BigInt, _>(t.discount_fen)
+        .bind::<BigInt, _>(t.redeem_points)
+        .bind::<BigInt, _>(t.redeem_value_fen)
+        .bind::<BigInt, _>(t.paid_fen)
+        .bind::<BigInt, _>(t.points_earned)
+        .bind::<BigInt, _>(t.points_balance)
+        .bind::<BigInt, _>(t.offer_version)
+        .bind::<Text, _>(&t.request_digest)
+        .bind::<Nullable<BigInt>, _>(t.seq)
+        .bind::<Nullable<Text>, _>(&t.line_hash)
+        .bind::<Timestamp, _>(t.created_at);
+        concrete!(conn, |c| insert.execute(c).map(|_| ()))
     }
 
     /// A partner's own transaction; another partner's id is simply not found.
@@ -75,7 +103,7 @@ impl Transaction {
             existing_txn_id: Option<String>,
         }
         match conn {
-            DbConn::Postgres(pg) => diesel::sql_query(
+            DbConn::Postgres(pg) => super::prepared::prepared(
                 "SELECT last_closed, existing_txn_id FROM alliance_lock_booking($1, $2, $3, $4)",
             )
             .bind::<BigInt, _>(booking_lock)
