@@ -10,7 +10,8 @@
 //! under its text, like any cacheable statement of its query builder.
 //!
 //! The text names its binds `$1`, `$2`, … as PostgreSQL does; a bind may appear more than
-//! once. Each is written as the backend's own placeholder (`$n` or `?`), so one text serves
+//! once. A `$` followed by digits is always a bind, even inside a quoted literal, so a text
+//! that needs such a literal must take it as a bind instead. Each is written as the backend's own placeholder (`$n` or `?`), so one text serves
 //! both backends when its SQL does. Rows are read by name (`QueryableByName`), as with
 //! `sql_query`.
 use diesel::backend::Backend;
