@@ -30,6 +30,8 @@ struct Args {
     members: u64,
     card_prefix: String,
     redeem_pct: u64,
+    /// Talk to `examples/bare.rs`: the body signed as it is, no RFC 9421, no tokens.
+    bare: bool,
 }
 
 fn args() -> Args {
@@ -45,6 +47,7 @@ fn args() -> Args {
         members: 1,
         card_prefix: "77".into(),
         redeem_pct: 0,
+        bare: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -61,6 +64,7 @@ fn args() -> Args {
             "--members" => a.members = value().parse().expect("--members N"),
             "--card-prefix" => a.card_prefix = value(),
             "--redeem-pct" => a.redeem_pct = value().parse().expect("--redeem-pct N"),
+            "--bare" => a.bare = true,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -123,6 +127,32 @@ async fn post(
         req = req.header("idempotency-key", k);
     }
     let res = req.body(body).send().await?;
+    let status = res.status().as_u16();
+    Ok((status, res.bytes().await?))
+}
+
+/// One POST to the bare reference server: the body's Ed25519 signature and an id.
+async fn post_bare(
+    http: &reqwest::Client,
+    url: &str,
+    path: &str,
+    who: &Signer,
+    body: String,
+    id: &str,
+) -> Result<(u16, bytes::Bytes), reqwest::Error> {
+    use base64::Engine;
+    let sig = who.key.sign(body.as_bytes()).expect("sign");
+    let res = http
+        .post(format!("{url}{path}"))
+        .header("content-type", "application/json")
+        .header(
+            "x-bare-signature",
+            base64::engine::general_purpose::STANDARD.encode(sig),
+        )
+        .header("x-bare-id", id)
+        .body(body)
+        .send()
+        .await?;
     let status = res.status().as_u16();
     Ok((status, res.bytes().await?))
 }
@@ -199,7 +229,7 @@ async fn main() {
                 let (path, body, key) = if a.record {
                     let i = next_member.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let card = format!("{}{:08}", a.card_prefix, i % a.members.max(1));
-                    let redeem = a.redeem_pct > 0 && i % 100 < a.redeem_pct;
+                    let redeem = !a.bare && a.redeem_pct > 0 && i % 100 < a.redeem_pct;
                     let mut sale = serde_json::json!({
                         "partner_txn_id": nonce,
                         "card_no": card,
@@ -231,7 +261,12 @@ async fn main() {
                     ("/v1/members/verify", verify_body.clone(), None)
                 };
                 let t0 = Instant::now();
-                match post(&http, &a.url, path, &me, body, &nonce, key.as_deref()).await {
+                let sent = if a.bare {
+                    post_bare(&http, &a.url, path, &me, body, &nonce).await
+                } else {
+                    post(&http, &a.url, path, &me, body, &nonce, key.as_deref()).await
+                };
+                match sent {
                     Ok((status, _)) if (200..300).contains(&status) => {
                         latencies_us
                             .push(t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
@@ -272,6 +307,7 @@ async fn main() {
     println!(
         "{}",
         serde_json::json!({
+            "server": if a.bare { "bare reference" } else { "gateway" },
             "endpoint": if a.record { "transactions" } else { "verify" },
             "mode": if a.handshake { "handshake-per-request" } else { "keep-alive" },
             "concurrency": a.concurrency,
