@@ -30,6 +30,9 @@ struct Args {
     members: u64,
     card_prefix: String,
     redeem_pct: u64,
+    /// Do not check the server's certificate (handshake runs): the client's own checks cost
+    /// it as much CPU as the server's, so its core, not the server's, set the pace.
+    danger_no_server_check: bool,
     /// Talk to `examples/bare.rs`: the body signed as it is, no RFC 9421, no tokens.
     bare: bool,
 }
@@ -48,6 +51,7 @@ fn args() -> Args {
         card_prefix: "77".into(),
         redeem_pct: 0,
         bare: false,
+        danger_no_server_check: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -65,6 +69,7 @@ fn args() -> Args {
             "--card-prefix" => a.card_prefix = value(),
             "--redeem-pct" => a.redeem_pct = value().parse().expect("--redeem-pct N"),
             "--bare" => a.bare = true,
+            "--danger-no-server-check" => a.danger_no_server_check = true,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -178,6 +183,11 @@ fn client_for(a: &Args, bundle: &std::path::Path) -> reqwest::Client {
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
         .expect("client certificate");
+    if a.danger_no_server_check {
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(danger::AcceptAnyServer(provider_schemes())));
+    }
     let mut builder = reqwest::Client::builder();
     if a.handshake {
         // A full handshake per request: no idle connections, no session resumption.
@@ -190,6 +200,54 @@ fn client_for(a: &Args, bundle: &std::path::Path) -> reqwest::Client {
         .use_preconfigured_tls(config)
         .build()
         .expect("client")
+}
+
+fn provider_schemes() -> Vec<rustls::SignatureScheme> {
+    rustls::crypto::ring::default_provider()
+        .signature_verification_algorithms
+        .supported_schemes()
+}
+
+/// A benchmark-only server verifier that accepts any server: see `--danger-no-server-check`.
+mod danger {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    pub struct AcceptAnyServer(pub Vec<SignatureScheme>);
+
+    impl ServerCertVerifier for AcceptAnyServer {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.clone()
+        }
+    }
 }
 
 #[tokio::main(flavor = "multi_thread")]
