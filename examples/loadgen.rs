@@ -33,6 +33,10 @@ struct Args {
     /// Do not check the server's certificate (handshake runs): the client's own checks cost
     /// it as much CPU as the server's, so its core, not the server's, set the pace.
     danger_no_server_check: bool,
+    /// Offered load in requests/s over all workers (0: as fast as answers come). Each worker
+    /// sends on a fixed schedule, and latency counts from the scheduled time, so a late answer
+    /// also delays (and counts against) the requests queued behind it.
+    rate: f64,
     /// Talk to `examples/bare.rs`: the body signed as it is, no RFC 9421, no tokens.
     bare: bool,
 }
@@ -52,6 +56,7 @@ fn args() -> Args {
         redeem_pct: 0,
         bare: false,
         danger_no_server_check: false,
+        rate: 0.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -70,6 +75,7 @@ fn args() -> Args {
             "--redeem-pct" => a.redeem_pct = value().parse().expect("--redeem-pct N"),
             "--bare" => a.bare = true,
             "--danger-no-server-check" => a.danger_no_server_check = true,
+            "--rate" => a.rate = value().parse().expect("--rate REQUESTS_PER_S"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -259,8 +265,15 @@ async fn main() {
         .as_ref()
         .map(|b| Arc::new((signer(b), client_for(&a, b))));
     let verify_body = format!("{{\"card_no\":\"{}\"}}", a.card);
-    let deadline = Instant::now() + Duration::from_secs(a.seconds);
-    let started = Instant::now();
+    // With --rate, every worker first makes its connection (and one request, not counted)
+    // during a second of warm-up, so that the schedule does not start with 64 handshakes.
+    let warm_up = if a.rate > 0.0 {
+        Duration::from_secs(1)
+    } else {
+        Duration::ZERO
+    };
+    let started = Instant::now() + warm_up;
+    let deadline = started + Duration::from_secs(a.seconds);
     // Nonces, keys and ids must never repeat, across runs too: prefix them with a run id.
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let next_member = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -281,8 +294,15 @@ async fn main() {
             let mut latencies_us: Vec<u32> = Vec::with_capacity(1 << 16);
             let mut errors = 0u64;
             let mut n = 0u64;
+            // With --rate, worker w's k-th request is due at start + (k + w / concurrency) * gap.
+            let gap = (a.rate > 0.0).then(|| Duration::from_secs_f64(a.concurrency as f64 / a.rate));
+            let mut due = started + gap.map_or(Duration::ZERO, |g| g.mul_f64(worker as f64 / a.concurrency as f64));
+            let mut warming = gap.is_some();
             while Instant::now() < deadline {
                 n += 1;
+                if gap.is_some() && !warming {
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 let nonce = format!("{run_id}-{worker}-{n}");
                 let (path, body, key) = if a.record {
                     let i = next_member.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -318,12 +338,18 @@ async fn main() {
                 } else {
                     ("/v1/members/verify", verify_body.clone(), None)
                 };
-                let t0 = Instant::now();
+                let t0 = if gap.is_some() { due } else { Instant::now() };
+                if let (Some(g), false) = (gap, warming) {
+                    due += g;
+                }
                 let sent = if a.bare {
                     post_bare(&http, &a.url, path, &me, body, &nonce).await
                 } else {
                     post(&http, &a.url, path, &me, body, &nonce, key.as_deref()).await
                 };
+                if std::mem::take(&mut warming) {
+                    continue;
+                }
                 match sent {
                     Ok((status, _)) if (200..300).contains(&status) => {
                         latencies_us
@@ -367,6 +393,7 @@ async fn main() {
         serde_json::json!({
             "server": if a.bare { "bare reference" } else { "gateway" },
             "endpoint": if a.record { "transactions" } else { "verify" },
+            "offered_rate": a.rate,
             "mode": if a.handshake { "handshake-per-request" } else { "keep-alive" },
             "concurrency": a.concurrency,
             "seconds": elapsed,
