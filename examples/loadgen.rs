@@ -37,6 +37,8 @@ struct Args {
     /// sends on a fixed schedule, and latency counts from the scheduled time, so a late answer
     /// also delays (and counts against) the requests queued behind it.
     rate: f64,
+    /// Print to stderr, per 100 ms of the run, the slowest answer to a request sent in it.
+    timeline: bool,
     /// Talk to `examples/bare.rs`: the body signed as it is, no RFC 9421, no tokens.
     bare: bool,
 }
@@ -57,6 +59,7 @@ fn args() -> Args {
         bare: false,
         danger_no_server_check: false,
         rate: 0.0,
+        timeline: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -75,6 +78,7 @@ fn args() -> Args {
             "--redeem-pct" => a.redeem_pct = value().parse().expect("--redeem-pct N"),
             "--bare" => a.bare = true,
             "--danger-no-server-check" => a.danger_no_server_check = true,
+            "--timeline" => a.timeline = true,
             "--rate" => a.rate = value().parse().expect("--rate REQUESTS_PER_S"),
             other => panic!("unknown flag {other}"),
         }
@@ -292,6 +296,8 @@ async fn main() {
         );
         tasks.push(tokio::spawn(async move {
             let mut latencies_us: Vec<u32> = Vec::with_capacity(1 << 16);
+            // (when it was sent, ms from the start; its latency, µs), with --timeline.
+            let mut sent_at: Vec<(u32, u32)> = Vec::new();
             let mut errors = 0u64;
             let mut n = 0u64;
             // With --rate, worker w's k-th request is due at start + (k + w / concurrency) * gap.
@@ -352,8 +358,12 @@ async fn main() {
                 }
                 match sent {
                     Ok((status, _)) if (200..300).contains(&status) => {
-                        latencies_us
-                            .push(t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                        let us = t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                        latencies_us.push(us);
+                        if a.timeline {
+                            let ms = t0.saturating_duration_since(started).as_millis() as u32;
+                            sent_at.push((ms, us));
+                        }
                     }
                     Ok((status, b)) => {
                         errors += 1;
@@ -369,15 +379,28 @@ async fn main() {
                     }
                 }
             }
-            (latencies_us, errors)
+            (latencies_us, errors, sent_at)
         }));
     }
     let mut all = Vec::new();
     let mut errors = 0;
+    let mut timeline: std::collections::BTreeMap<u32, (u32, u32)> = Default::default();
     for t in tasks {
-        let (l, e) = t.await.expect("worker");
+        let (l, e, s) = t.await.expect("worker");
         all.extend(l);
         errors += e;
+        for (ms, us) in s {
+            let slot = timeline.entry(ms / 100).or_default();
+            slot.0 += 1;
+            slot.1 = slot.1.max(us);
+        }
+    }
+    for (slot, (n, max_us)) in &timeline {
+        eprintln!(
+            "t={:>6} ms  n={n:>5}  max={:>8.1} ms",
+            slot * 100,
+            f64::from(*max_us) / 1000.0
+        );
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_unstable();
