@@ -129,8 +129,14 @@ impl StoredResponse {
         concrete!(conn, |c| upsert.execute(c).map(|_| ()))
     }
 
+    /// Deletes answers past their retention, in batches (see `db::prune_in_batches`).
     pub fn prune(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<usize> {
-        diesel::delete(idempotency_keys::table.filter(idempotency_keys::expires_at.le(now)))
-            .execute(conn)
+        super::prune_in_batches(
+            conn,
+            "DELETE FROM idempotency_keys WHERE (partner_code, idempotency_key) IN \
+             (SELECT partner_code, idempotency_key FROM idempotency_keys \
+              WHERE expires_at <= $1 LIMIT $2)",
+            now,
+        )
     }
 }

@@ -56,8 +56,13 @@ impl MemberToken {
     }
 
     /// Forgets tokens that expired more than a day ago (used ones included).
+    /// In batches (see `db::prune_in_batches`).
     pub fn prune(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<usize> {
-        diesel::delete(member_tokens::table.filter(member_tokens::expires_at.lt(before)))
-            .execute(conn)
+        super::prune_in_batches(
+            conn,
+            "DELETE FROM member_tokens WHERE (member_id, token_sha256) IN \
+             (SELECT member_id, token_sha256 FROM member_tokens WHERE expires_at < $1 LIMIT $2)",
+            before,
+        )
     }
 }

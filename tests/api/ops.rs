@@ -38,7 +38,8 @@ async fn health_readiness_and_metrics_answer_in_plain_http() {
 
 #[tokio::test]
 async fn expired_nonces_are_pruned_in_batches_and_live_ones_kept() {
-    use alliance_gateway::db::nonces::{NewNonce, Nonce, PRUNE_BATCH};
+    use alliance_gateway::db::nonces::{NewNonce, Nonce};
+    use alliance_gateway::db::PRUNE_BATCH;
     let app = spawn_app().await;
     let mut conn = app.conn();
     let now = chrono::Utc::now().naive_utc();
@@ -70,6 +71,46 @@ async fn expired_nonces_are_pruned_in_batches_and_live_ones_kept() {
     assert_eq!(Nonce::prune(&mut conn, now).unwrap(), expired);
     assert_eq!(Nonce::count(&mut conn).unwrap(), before + 5);
     assert_eq!(Nonce::prune(&mut conn, now).unwrap(), 0);
+}
+
+/// Stored answers past their retention go in batches too (one DELETE of a minute's worth
+/// would hold SQLite's writer, and every sale behind it), and live ones stay.
+#[tokio::test]
+async fn expired_stored_answers_are_pruned_in_batches_and_live_ones_kept() {
+    use alliance_gateway::db::idempotency_keys::StoredResponse;
+    use alliance_gateway::db::PRUNE_BATCH;
+    let app = spawn_app().await;
+    let mut conn = app.conn();
+    let now = chrono::Utc::now().naive_utc();
+    let expired = PRUNE_BATCH as usize + 3;
+    let store = |conn: &mut alliance_gateway::db::DbConn, key: String, expires_at| {
+        StoredResponse::store(
+            conn,
+            &StoredResponse {
+                partner_code: "P-RST-001".into(),
+                idempotency_key: key,
+                request_sha256: "0".repeat(64),
+                response_status: 201,
+                response_body: "{}".into(),
+                created_at: now - chrono::TimeDelta::days(40),
+                expires_at,
+            },
+        )
+        .unwrap();
+    };
+    for i in 0..expired {
+        store(
+            &mut conn,
+            format!("old-{i}"),
+            now - chrono::TimeDelta::seconds(1),
+        );
+    }
+    store(&mut conn, "live".into(), now + chrono::TimeDelta::days(1));
+    assert_eq!(StoredResponse::prune(&mut conn, now).unwrap(), expired);
+    assert!(StoredResponse::find(&mut conn, "P-RST-001", "live", now)
+        .unwrap()
+        .is_some());
+    assert_eq!(StoredResponse::prune(&mut conn, now).unwrap(), 0);
 }
 
 /// PostgreSQL: a table that has grown since it was last analysed (here: never) gets planner
