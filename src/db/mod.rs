@@ -218,7 +218,7 @@ pub fn prune_in_batches(
     for _ in 0..PRUNE_MAX_BATCHES {
         let deleted = exclusive_write(conn, |conn| concrete!(conn, |c| batch.execute(c)))?;
         total += deleted;
-        if i64::try_from(deleted).map_or(false, |d| d < PRUNE_BATCH) {
+        if i64::try_from(deleted).is_ok_and(|d| d < PRUNE_BATCH) {
             break;
         }
     }
