@@ -45,7 +45,7 @@ measured() { # pid loadgen-args...
   local p=$1 before out after
   shift
   before=$(cpu_ticks "$p")
-  out=$(taskset -c 1 "$LOADGEN" "$@")
+  out=$(taskset -c 1 "$LOADGEN" "$@") || return 1
   after=$(cpu_ticks "$p")
   awk -v o="$out" -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$(field "$out" ok)" 'BEGIN {
     sub(/}$/, "", o); printf "%s,\"server_cpu_us_per_request\":%d}\n", o, (n > 0 ? t * 1e6 / hz / n : 0) }'
