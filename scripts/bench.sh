@@ -18,7 +18,9 @@
 # reference server (examples/bare.rs) on the same core and database: the issues' goals were set
 # against such a server on a faster machine (19,000 verifies/s at concurrency 64, 3,000
 # handshakes/s, 7,500 three-row writes/s on SQLite), so the script prints the gateway's share
-# of the bare server's rate and what that share comes to on the issues' machine.
+# of the bare server's rate and what that share comes to on the issues' machine. Every load line
+# also gives the server's CPU time per request, and each comparison the share by that measure
+# (cpu_share), which time the VM gives to other tenants does not inflate.
 set -euo pipefail
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
   sed -n '2,/^[^#]/p' "$0" | sed -n 's/^# \{0,1\}//p'
