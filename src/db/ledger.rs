@@ -82,14 +82,7 @@ impl Ledger {
         postings: &[Posting<'_>],
         now: NaiveDateTime,
     ) -> Result<i64, DbError> {
-        let sum = postings
-            .iter()
-            .try_fold(0i64, |acc, p| acc.checked_add(p.amount_points));
-        if sum != Some(0) || postings.len() < 2 {
-            return Err(DbError::Invariant(format!(
-                "journal {kind}/{reference} does not balance"
-            )));
-        }
+        Self::check_balanced(kind, reference, postings)?;
         if let DbConn::Postgres(pg) = conn {
             return post_in_one_statement(pg, kind, reference, postings, now);
         }
@@ -122,6 +115,24 @@ impl Ledger {
             concrete!(conn, |c| entry.execute(c))?;
         }
         Ok(journal_id)
+    }
+
+    /// Refuses a journal that does not sum to zero or has fewer than two entries: checked before
+    /// anything is written.
+    pub fn check_balanced(
+        kind: &str,
+        reference: &str,
+        postings: &[Posting<'_>],
+    ) -> Result<(), DbError> {
+        let sum = postings
+            .iter()
+            .try_fold(0i64, |acc, p| acc.checked_add(p.amount_points));
+        if sum != Some(0) || postings.len() < 2 {
+            return Err(DbError::Invariant(format!(
+                "journal {kind}/{reference} does not balance"
+            )));
+        }
+        Ok(())
     }
 
     /// A member's balance: the sum of the member's entries.

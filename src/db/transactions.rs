@@ -1,5 +1,6 @@
+use super::ledger::{Ledger, Posting};
 use super::schema::transactions;
-use super::DbConn;
+use super::{DbConn, DbError};
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
@@ -30,6 +31,43 @@ pub struct Transaction {
     pub seq: Option<i64>,
     pub line_hash: Option<String>,
     pub created_at: NaiveDateTime,
+}
+
+/// The advisory locks a sale takes before it reads (PostgreSQL; see `db::locks`).
+#[derive(Debug, Clone, Copy)]
+pub struct SaleLocks {
+    /// `locks::BOOKING`, taken shared: a day cannot close under the booking.
+    pub booking: i64,
+    /// `locks::partner_record`: orders two requests with one partner_txn_id.
+    pub record: i64,
+}
+
+/// How a sale names its member.
+#[derive(Debug, Clone, Copy)]
+pub enum MemberKey<'a> {
+    Card(&'a str),
+    /// A ref this partner was given; another partner's ref names no one.
+    Ref(&'a str),
+}
+
+/// What a sale needs to know of its member, with the balance read under the member's lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleMember {
+    pub id: i64,
+    pub tier: String,
+    pub status: String,
+    pub birth_month: Option<i32>,
+    pub balance: i64,
+}
+
+/// What a sale reads before its checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SalePrelude {
+    pub last_closed: Option<NaiveDate>,
+    /// The sale already recorded under this partner_txn_id; then nothing else was read.
+    pub existing_txn_id: Option<String>,
+    /// `None`: no member matches (or not looked up, see `existing_txn_id`).
+    pub member: Option<SaleMember>,
 }
 
 impl Transaction {
@@ -82,42 +120,216 @@ impl Transaction {
             .optional())
     }
 
-    /// Takes the booking lock shared and the partner record's lock (PostgreSQL), then reads the
-    /// last closed business day and the `txn_id` already recorded under `partner_txn_id`, if any:
-    /// one round trip, through `alliance_lock_booking` (migration `lock_then_read`), whose reads
-    /// see everything committed before the locks were granted. SQLite's single writer needs no
-    /// locks.
-    pub fn lock_booking(
+    /// Everything a sale reads before its checks, with the locks it takes first (see
+    /// [`SalePrelude`]). On PostgreSQL one round trip, through `alliance_sale_prelude`
+    /// (migration `sale_in_two_statements`), whose reads see everything committed before each
+    /// lock ahead of them was granted. SQLite's single writer needs no locks, and a statement
+    /// there is a function call, so it reads with plain statements.
+    pub fn sale_prelude(
         conn: &mut DbConn,
-        booking_lock: i64,
-        record_lock: i64,
+        locks: SaleLocks,
         partner: &str,
         partner_txn_id: &str,
-    ) -> QueryResult<(Option<NaiveDate>, Option<String>)> {
-        use diesel::sql_types::{BigInt, Date, Nullable, Text};
+        member: MemberKey<'_>,
+    ) -> QueryResult<SalePrelude> {
+        use diesel::sql_types::{BigInt, Date, Integer, Nullable, Text};
         #[derive(QueryableByName)]
-        struct Booking {
+        struct Row {
             #[diesel(sql_type = Nullable<Date>)]
             last_closed: Option<NaiveDate>,
             #[diesel(sql_type = Nullable<Text>)]
             existing_txn_id: Option<String>,
+            #[diesel(sql_type = Nullable<BigInt>)]
+            found_member_id: Option<i64>,
+            #[diesel(sql_type = Nullable<Text>)]
+            member_tier: Option<String>,
+            #[diesel(sql_type = Nullable<Text>)]
+            member_status: Option<String>,
+            #[diesel(sql_type = Nullable<Integer>)]
+            member_birth_month: Option<i32>,
+            #[diesel(sql_type = Nullable<BigInt>)]
+            points_balance: Option<i64>,
         }
+        let (card, member_ref) = match member {
+            MemberKey::Card(c) => (Some(c), None),
+            MemberKey::Ref(r) => (None, Some(r)),
+        };
         match conn {
-            DbConn::Postgres(pg) => super::prepared::prepared(
-                "SELECT last_closed, existing_txn_id FROM alliance_lock_booking($1, $2, $3, $4)",
-            )
-            .bind::<BigInt, _>(booking_lock)
-            .bind::<BigInt, _>(record_lock)
-            .bind::<Text, _>(partner)
-            .bind::<Text, _>(partner_txn_id)
-            .get_result::<Booking>(pg)
-            .map(|b| (b.last_closed, b.existing_txn_id)),
+            DbConn::Postgres(pg) => {
+                let row = super::prepared::prepared(
+                    "SELECT last_closed, existing_txn_id, found_member_id, member_tier, \
+                     member_status, member_birth_month, points_balance \
+                     FROM alliance_sale_prelude($1, $2, $3, $4, $5, $6)",
+                )
+                .bind::<BigInt, _>(locks.booking)
+                .bind::<BigInt, _>(locks.record)
+                .bind::<Text, _>(partner)
+                .bind::<Text, _>(partner_txn_id)
+                .bind::<Nullable<Text>, _>(card)
+                .bind::<Nullable<Text>, _>(member_ref)
+                .get_result::<Row>(pg)?;
+                let member = match (
+                    row.found_member_id,
+                    row.member_tier,
+                    row.member_status,
+                    row.points_balance,
+                ) {
+                    (Some(id), Some(tier), Some(status), Some(balance)) => Some(SaleMember {
+                        id,
+                        tier,
+                        status,
+                        birth_month: row.member_birth_month,
+                        balance,
+                    }),
+                    _ => None,
+                };
+                Ok(SalePrelude {
+                    last_closed: row.last_closed,
+                    existing_txn_id: row.existing_txn_id,
+                    member,
+                })
+            }
             DbConn::Sqlite(_) => {
                 let last_closed = super::business_days::BusinessDays::last_closed(conn)?;
-                let existing = Self::find_by_partner_txn_id(conn, partner, partner_txn_id)?;
-                Ok((last_closed, existing.map(|t| t.txn_id)))
+                let existing_txn_id =
+                    Self::find_by_partner_txn_id(conn, partner, partner_txn_id)?.map(|t| t.txn_id);
+                if existing_txn_id.is_some() {
+                    return Ok(SalePrelude {
+                        last_closed,
+                        existing_txn_id,
+                        member: None,
+                    });
+                }
+                let found = match member {
+                    MemberKey::Card(card) => super::members::Member::find_by_card(conn, card)?,
+                    MemberKey::Ref(r) => {
+                        match super::member_refs::MemberRef::member_id(conn, partner, r)? {
+                            Some(id) => super::members::Member::find(conn, id)?,
+                            None => None,
+                        }
+                    }
+                };
+                let member = match found {
+                    Some(m) => Some(SaleMember {
+                        balance: super::ledger::Ledger::balance(conn, m.id)?,
+                        id: m.id,
+                        tier: m.tier,
+                        status: m.status,
+                        birth_month: m.birth_month,
+                    }),
+                    None => None,
+                };
+                Ok(SalePrelude {
+                    last_closed,
+                    existing_txn_id,
+                    member,
+                })
             }
         }
+    }
+
+    /// Writes a sale: the member's ref for this partner when `remember_ref` (idempotent), the
+    /// points journal when any points move, and the sale's row. On PostgreSQL one statement of
+    /// data-modifying CTEs, where it was three round trips; on SQLite the statements one by
+    /// one. `postings` must balance (checked by [`Ledger::post`] rules before writing).
+    pub fn book(
+        conn: &mut DbConn,
+        t: &Transaction,
+        remember_ref: bool,
+        postings: &[Posting<'_>],
+    ) -> Result<(), DbError> {
+        if !postings.is_empty() {
+            Ledger::check_balanced("sale", &t.txn_id, postings)?;
+        }
+        let pg = match conn {
+            DbConn::Postgres(pg) => pg,
+            DbConn::Sqlite(_) => {
+                if remember_ref {
+                    super::member_refs::MemberRef::remember(
+                        conn,
+                        &super::member_refs::NewMemberRef {
+                            partner_code: &t.partner_code,
+                            member_ref: &t.member_ref,
+                            member_id: t.member_id,
+                            created_at: t.created_at,
+                        },
+                    )?;
+                }
+                if !postings.is_empty() {
+                    Ledger::post(conn, "sale", &t.txn_id, postings, t.created_at)?;
+                }
+                return Ok(Self::insert(conn, t)?);
+            }
+        };
+        use diesel::sql_types::{Array, BigInt, Bool, Date, Nullable, Text, Timestamp};
+        #[derive(QueryableByName)]
+        struct Booked {
+            #[diesel(sql_type = BigInt)]
+            entries: i64,
+            #[diesel(sql_type = BigInt)]
+            sales: i64,
+        }
+        let accounts: Vec<&str> = postings.iter().map(|p| p.account).collect();
+        let members: Vec<Option<i64>> = postings.iter().map(|p| p.member_id).collect();
+        let amounts: Vec<i64> = postings.iter().map(|p| p.amount_points).collect();
+        // Data-modifying CTEs all run, to completion, whether or not the final SELECT reads
+        // them; the journal's CTE writes nothing when no points move (no postings).
+        let booked: Booked = super::prepared::prepared(
+            "WITH r AS (INSERT INTO member_refs (partner_code, member_ref, member_id, created_at) \
+                        SELECT $2, $5, $4, $21 WHERE $22 ON CONFLICT DO NOTHING), \
+             j AS (INSERT INTO ledger_journals (kind, reference, created_at) \
+                   SELECT 'sale', $1, $21 WHERE cardinality($23::TEXT[]) > 0 RETURNING id), \
+             e AS (INSERT INTO ledger_entries (journal_id, account, member_id, amount_points, \
+                                               created_at) \
+                   SELECT j.id, e.account, e.member_id, e.amount_points, $21 \
+                   FROM j, unnest($23, $24, $25) WITH ORDINALITY \
+                        AS e(account, member_id, amount_points, n) \
+                   ORDER BY e.n RETURNING 1), \
+             t AS (INSERT INTO transactions (txn_id, partner_code, partner_txn_id, member_id, \
+                   member_ref, store_id, occurred_at, business_date, late, gross_fen, \
+                   discount_fen, redeem_points, redeem_value_fen, paid_fen, points_earned, \
+                   points_balance, offer_version, request_digest, seq, line_hash, created_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                   $16, $17, $18, $19, $20, $21) RETURNING 1) \
+             SELECT (SELECT count(*) FROM e) AS entries, (SELECT count(*) FROM t) AS sales",
+        )
+        .bind::<Text, _>(&t.txn_id)
+        .bind::<Text, _>(&t.partner_code)
+        .bind::<Text, _>(&t.partner_txn_id)
+        .bind::<BigInt, _>(t.member_id)
+        .bind::<Text, _>(&t.member_ref)
+        .bind::<Text, _>(&t.store_id)
+        .bind::<Timestamp, _>(t.occurred_at)
+        .bind::<Date, _>(t.business_date)
+        .bind::<Bool, _>(t.late)
+        .bind::<BigInt, _>(t.gross_fen)
+        .bind::<BigInt, _>(t.discount_fen)
+        .bind::<BigInt, _>(t.redeem_points)
+        .bind::<BigInt, _>(t.redeem_value_fen)
+        .bind::<BigInt, _>(t.paid_fen)
+        .bind::<BigInt, _>(t.points_earned)
+        .bind::<BigInt, _>(t.points_balance)
+        .bind::<BigInt, _>(t.offer_version)
+        .bind::<Text, _>(&t.request_digest)
+        .bind::<Nullable<BigInt>, _>(t.seq)
+        .bind::<Nullable<Text>, _>(&t.line_hash)
+        .bind::<Timestamp, _>(t.created_at)
+        .bind::<Bool, _>(remember_ref)
+        .bind::<Array<Text>, _>(accounts)
+        .bind::<Array<Nullable<BigInt>>, _>(members)
+        .bind::<Array<BigInt>, _>(amounts)
+        .get_result(pg)?;
+        // Every entry and the sale were written.
+        if usize::try_from(booked.entries).ok() != Some(postings.len()) || booked.sales != 1 {
+            return Err(DbError::Invariant(format!(
+                "sale {}: {} of {} entries and {} sale rows written",
+                t.txn_id,
+                booked.entries,
+                postings.len(),
+                booked.sales
+            )));
+        }
+        Ok(())
     }
 
     pub fn find_by_partner_txn_id(

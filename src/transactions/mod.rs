@@ -121,6 +121,44 @@ pub struct PointsMove<'a> {
     pub redeemed: i64,
 }
 
+/// The balanced postings of a points move; none when no points move.
+pub fn postings<'a>(
+    mv: &PointsMove<'_>,
+    issued: &'a str,
+    redeemed_acc: &'a str,
+) -> Vec<crate::db::ledger::Posting<'a>> {
+    use crate::db::ledger::{accounts, Posting};
+    let PointsMove {
+        member_id,
+        earned,
+        redeemed,
+        ..
+    } = *mv;
+    if earned == 0 && redeemed == 0 {
+        return Vec::new();
+    }
+    let mut postings = vec![Posting {
+        account: accounts::MEMBER,
+        member_id: Some(member_id),
+        amount_points: earned - redeemed,
+    }];
+    if earned != 0 {
+        postings.push(Posting {
+            account: issued,
+            member_id: None,
+            amount_points: -earned,
+        });
+    }
+    if redeemed != 0 {
+        postings.push(Posting {
+            account: redeemed_acc,
+            member_id: None,
+            amount_points: redeemed,
+        });
+    }
+    postings
+}
+
 /// Posts one balanced journal for a points move; nothing when no points move. Returns the
 /// member's change.
 pub fn post_points(
@@ -130,37 +168,11 @@ pub fn post_points(
     mv: &PointsMove<'_>,
     now: chrono::NaiveDateTime,
 ) -> Result<i64, DbError> {
-    use crate::db::ledger::{accounts, Ledger, Posting};
-    let PointsMove {
-        partner,
-        member_id,
-        earned,
-        redeemed,
-    } = *mv;
-    let member_delta = earned - redeemed;
-    if earned == 0 && redeemed == 0 {
+    let (issued, redeemed_acc) = (issued_account(mv.partner), redeemed_account(mv.partner));
+    let postings = postings(mv, &issued, &redeemed_acc);
+    if postings.is_empty() {
         return Ok(0);
     }
-    let (issued, redeemed_acc) = (issued_account(partner), redeemed_account(partner));
-    let mut postings = vec![Posting {
-        account: accounts::MEMBER,
-        member_id: Some(member_id),
-        amount_points: member_delta,
-    }];
-    if earned != 0 {
-        postings.push(Posting {
-            account: &issued,
-            member_id: None,
-            amount_points: -earned,
-        });
-    }
-    if redeemed != 0 {
-        postings.push(Posting {
-            account: &redeemed_acc,
-            member_id: None,
-            amount_points: redeemed,
-        });
-    }
-    Ledger::post(conn, kind, reference, &postings, now)?;
-    Ok(member_delta)
+    crate::db::ledger::Ledger::post(conn, kind, reference, &postings, now)?;
+    Ok(mv.earned - mv.redeemed)
 }

@@ -1,14 +1,14 @@
 //! `POST /v1/transactions`: one sale, judged, computed, booked and chained in one transaction.
 use super::arithmetic::{judge_sale, SaleRefusal};
 use super::input::{MemberName, Sale};
-use super::{chain, new_id, post_points, tokens, Ctx, PointsMove, TxnError};
+use super::{
+    chain, issued_account, new_id, postings, redeemed_account, tokens, Ctx, PointsMove, TxnError,
+};
 use crate::alliance::business_day;
 use crate::db::business_days::BusinessDays;
 use crate::db::ledger::Ledger;
-use crate::db::member_refs::{MemberRef, NewMemberRef};
-use crate::db::members::Member;
 use crate::db::offer_versions::OfferVersion;
-use crate::db::transactions::Transaction;
+use crate::db::transactions::{MemberKey, SaleLocks, Transaction};
 use crate::db::{locks, now_utc, serialise_shared, DbConn, DbError};
 use crate::domain::{MemberStatus, Tier};
 use crate::partners::terms::{Terms, BPS_ONE};
@@ -94,36 +94,6 @@ pub fn lock_balance(conn: &mut DbConn, member_id: i64) -> Result<i64, DbError> {
     )?)
 }
 
-fn find_member(
-    conn: &mut DbConn,
-    ctx: &Ctx<'_>,
-    name: &MemberName,
-) -> Result<(Member, String), TxnError> {
-    let partner = ctx.partner.as_str();
-    let member = match name {
-        MemberName::Card(card) => Member::find_by_card(conn, card.as_str())?,
-        // Only refs this partner was given resolve: another partner's ref is not found.
-        MemberName::Ref(r) => match MemberRef::member_id(conn, partner, r)? {
-            Some(id) => Member::find(conn, id)?,
-            None => None,
-        },
-    }
-    .ok_or(TxnError::MemberNotFound)?;
-    let member_ref = ctx.keys.member_ref(partner, member.id);
-    if matches!(name, MemberName::Card(_)) {
-        MemberRef::remember(
-            conn,
-            &NewMemberRef {
-                partner_code: partner,
-                member_ref: &member_ref,
-                member_id: member.id,
-                created_at: now_utc(),
-            },
-        )?;
-    }
-    Ok((member, member_ref))
-}
-
 /// The offer version in force on `date`, with its terms (from the registry cache).
 pub fn offer_on(
     conn: &mut DbConn,
@@ -160,23 +130,32 @@ pub fn record(
     let local_date = local.date_naive();
     // The shared booking lock (a day cannot close under this booking), then the lock on the
     // partner_txn_id: two requests with one partner_txn_id (under different keys) are ordered
-    // by it, so the check below and the insert cannot interleave across instances. The last
-    // closed day and the duplicate check are read after the locks, in the same round trip.
-    let (last_closed, existing) = Transaction::lock_booking(
+    // by it, so the check below and the insert cannot interleave across instances. After the
+    // locks: the last closed day, the duplicate check, the member, the member's balance lock
+    // and the balance, all in one round trip (see `Transaction::sale_prelude`).
+    let key = match &sale.member {
+        MemberName::Card(card) => MemberKey::Card(card.as_str()),
+        MemberName::Ref(r) => MemberKey::Ref(r),
+    };
+    let prelude = Transaction::sale_prelude(
         conn,
-        locks::BOOKING,
-        locks::partner_record(partner, &sale.partner_txn_id),
+        SaleLocks {
+            booking: locks::BOOKING,
+            record: locks::partner_record(partner, &sale.partner_txn_id),
+        },
         partner,
         &sale.partner_txn_id,
+        key,
     )?;
     let (business_date, late) = day_after_closed(
-        last_closed,
+        prelude.last_closed,
         business_day(sale.occurred_at, ctx.settings.timezone),
     )?;
-    if let Some(txn_id) = existing {
+    if let Some(txn_id) = prelude.existing_txn_id {
         return Err(TxnError::DuplicatePartnerTxnId { txn_id });
     }
-    let (member, member_ref) = find_member(conn, ctx, &sale.member)?;
+    let member = prelude.member.ok_or(TxnError::MemberNotFound)?;
+    let member_ref = ctx.keys.member_ref(partner, member.id);
     let status = MemberStatus::parse(&member.status)
         .map_err(|e| DbError::Invariant(format!("member {}: {e}", member.id)))?;
     if status != MemberStatus::Active {
@@ -227,7 +206,8 @@ pub fn record(
         other => TxnError::OfferRuleViolation(other.to_string()),
     })?;
 
-    let balance = lock_balance(conn, member.id)?;
+    // Read under the member's lock, held since the prelude.
+    let balance = member.balance;
     // A negative balance (after a clawback) blocks redemption until it is covered.
     if amounts.redeem_points > 0 && balance < amounts.redeem_points {
         return Err(TxnError::InsufficientPoints {
@@ -242,19 +222,17 @@ pub fn record(
             DbError::Invariant(format!("sale {txn_id} would make a balance negative")).into(),
         );
     }
-
-    post_points(
-        conn,
-        "sale",
-        &txn_id,
+    let (issued, redeemed) = (issued_account(partner), redeemed_account(partner));
+    let postings = postings(
         &PointsMove {
             partner,
             member_id: member.id,
             earned: amounts.points_earned,
             redeemed: amounts.redeem_points,
         },
-        now,
-    )?;
+        &issued,
+        &redeemed,
+    );
 
     let mut txn = Transaction {
         txn_id: txn_id.clone(),
@@ -283,6 +261,8 @@ pub fn record(
         // Last, so that the chain lock is held only for the insert and the commit.
         chain::link_sale(conn, &mut txn)?;
     }
-    Transaction::insert(conn, &txn)?;
+    // A partner that named the member by card is given the ref from now on: remember it.
+    let remember_ref = matches!(sale.member, MemberName::Card(_));
+    Transaction::book(conn, &txn, remember_ref, &postings)?;
     Ok(Receipt::from(&txn))
 }

@@ -292,6 +292,32 @@ async fn concurrent_redemptions_never_take_a_balance_below_zero() {
     assert_eq!(app.ledger_total(), 0);
 }
 
+/// On PostgreSQL a sale takes the member's balance lock inside `alliance_sale_prelude`, whose
+/// key SQL computes; reversals take it with the key Rust computes. They must be the same lock,
+/// or a clawback and a redemption of one member would not be ordered. (SQLite has no such
+/// lock: its single writer orders them.)
+#[tokio::test]
+async fn sales_and_reversals_take_the_same_member_lock_on_postgresql() {
+    let app = spawn_app().await;
+    let mut conn = app.conn();
+    let alliance_gateway::db::DbConn::Postgres(pg) = &mut conn else {
+        return;
+    };
+    #[derive(diesel::QueryableByName)]
+    struct Key {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        key: i64,
+    }
+    for id in [1i64, 2, 255, 256, 65_537, 4_294_967_296, i64::MAX] {
+        use diesel::RunQueryDsl;
+        let sql: Key = diesel::sql_query("SELECT alliance_member_lock($1) AS key")
+            .bind::<diesel::sql_types::BigInt, _>(id)
+            .get_result(pg)
+            .unwrap();
+        assert_eq!(sql.key, alliance_gateway::db::locks::member(id), "member {id}");
+    }
+}
+
 #[tokio::test]
 async fn partial_reversals_take_back_exactly_the_original_and_no_more() {
     let app = spawn_app().await;
