@@ -1,3 +1,4 @@
+use super::idempotency_keys::{StoredAnswer, StoredResponse};
 use super::ledger::{Ledger, Posting};
 use super::schema::transactions;
 use super::{DbConn, DbError};
@@ -60,9 +61,32 @@ pub struct SaleMember {
     pub balance: i64,
 }
 
+/// The Idempotency-Key a sale's prelude tries first, when the sale folds its key's lock,
+/// lookup and stored answer into its own statements (PostgreSQL; see
+/// `transactions::sale::record_once`).
+#[derive(Debug, Clone, Copy)]
+pub struct AnswerLookup<'a> {
+    /// `locks::idempotency` of the key.
+    pub lock: i64,
+    pub key: &'a str,
+    pub now: NaiveDateTime,
+}
+
+/// What the prelude found under the Idempotency-Key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answered {
+    /// No key was asked about, or no live answer is stored under it: the sale goes on.
+    Open,
+    /// Another request holds the key's lock; nothing else was locked or read.
+    InFlight,
+    /// The live answer stored under the key; nothing else was locked or read.
+    Stored(StoredAnswer),
+}
+
 /// What a sale reads before its checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SalePrelude {
+    pub answered: Answered,
     pub last_closed: Option<NaiveDate>,
     /// The sale already recorded under this partner_txn_id; then nothing else was read.
     pub existing_txn_id: Option<String>,
@@ -131,10 +155,19 @@ impl Transaction {
         partner: &str,
         partner_txn_id: &str,
         member: MemberKey<'_>,
+        answer: Option<AnswerLookup<'_>>,
     ) -> QueryResult<SalePrelude> {
-        use diesel::sql_types::{BigInt, Date, Integer, Nullable, Text};
+        use diesel::sql_types::{BigInt, Bool, Date, Integer, Nullable, Text, Timestamp};
         #[derive(QueryableByName)]
         struct Row {
+            #[diesel(sql_type = Bool)]
+            answer_locked: bool,
+            #[diesel(sql_type = Nullable<Text>)]
+            answer_request_sha256: Option<String>,
+            #[diesel(sql_type = Nullable<Integer>)]
+            answer_status: Option<i32>,
+            #[diesel(sql_type = Nullable<Text>)]
+            answer_body: Option<String>,
             #[diesel(sql_type = Nullable<Date>)]
             last_closed: Option<NaiveDate>,
             #[diesel(sql_type = Nullable<Text>)]
@@ -157,10 +190,14 @@ impl Transaction {
         match conn {
             DbConn::Postgres(pg) => {
                 let row = super::prepared::prepared(
-                    "SELECT last_closed, existing_txn_id, found_member_id, member_tier, \
+                    "SELECT answer_locked, answer_request_sha256, answer_status, answer_body, \
+                     last_closed, existing_txn_id, found_member_id, member_tier, \
                      member_status, member_birth_month, points_balance \
-                     FROM alliance_sale_prelude($1, $2, $3, $4, $5, $6)",
+                     FROM alliance_sale_prelude($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
+                .bind::<Nullable<BigInt>, _>(answer.map(|a| a.lock))
+                .bind::<Nullable<Text>, _>(answer.map(|a| a.key))
+                .bind::<Nullable<Timestamp>, _>(answer.map(|a| a.now))
                 .bind::<BigInt, _>(locks.booking)
                 .bind::<BigInt, _>(locks.record)
                 .bind::<Text, _>(partner)
@@ -168,6 +205,22 @@ impl Transaction {
                 .bind::<Nullable<Text>, _>(card)
                 .bind::<Nullable<Text>, _>(member_ref)
                 .get_result::<Row>(pg)?;
+                let answered = match (
+                    row.answer_locked,
+                    row.answer_request_sha256,
+                    row.answer_status,
+                    row.answer_body,
+                ) {
+                    (false, ..) => Answered::InFlight,
+                    (true, Some(request_sha256), Some(response_status), Some(response_body)) => {
+                        Answered::Stored(StoredAnswer {
+                            request_sha256,
+                            response_status,
+                            response_body,
+                        })
+                    }
+                    _ => Answered::Open,
+                };
                 let member = match (
                     row.found_member_id,
                     row.member_tier,
@@ -184,17 +237,39 @@ impl Transaction {
                     _ => None,
                 };
                 Ok(SalePrelude {
+                    answered,
                     last_closed: row.last_closed,
                     existing_txn_id: row.existing_txn_id,
                     member,
                 })
             }
             DbConn::Sqlite(_) => {
+                // SQLite's single writer orders requests under one key: the stored answer is
+                // a plain read.
+                let answered = match answer {
+                    None => Answered::Open,
+                    Some(a) => match StoredResponse::find(conn, partner, a.key, a.now)? {
+                        None => Answered::Open,
+                        Some(r) => {
+                            return Ok(SalePrelude {
+                                answered: Answered::Stored(StoredAnswer {
+                                    request_sha256: r.request_sha256,
+                                    response_status: r.response_status,
+                                    response_body: r.response_body,
+                                }),
+                                last_closed: None,
+                                existing_txn_id: None,
+                                member: None,
+                            })
+                        }
+                    },
+                };
                 let last_closed = super::business_days::BusinessDays::last_closed(conn)?;
                 let existing_txn_id =
                     Self::find_by_partner_txn_id(conn, partner, partner_txn_id)?.map(|t| t.txn_id);
                 if existing_txn_id.is_some() {
                     return Ok(SalePrelude {
+                        answered,
                         last_closed,
                         existing_txn_id,
                         member: None,
@@ -220,6 +295,7 @@ impl Transaction {
                     None => None,
                 };
                 Ok(SalePrelude {
+                    answered,
                     last_closed,
                     existing_txn_id,
                     member,
@@ -229,14 +305,16 @@ impl Transaction {
     }
 
     /// Writes a sale: the member's ref for this partner when `remember_ref` (idempotent), the
-    /// points journal when any points move, and the sale's row. On PostgreSQL one statement of
-    /// data-modifying CTEs, where it was three round trips; on SQLite the statements one by
-    /// one. `postings` must balance (checked by [`Ledger::post`] rules before writing).
+    /// points journal when any points move, the sale's row, and the answer to store under the
+    /// Idempotency-Key when given. On PostgreSQL one statement of data-modifying CTEs, where it
+    /// was four round trips; on SQLite the statements one by one. `postings` must balance
+    /// (checked before anything is written).
     pub fn book(
         conn: &mut DbConn,
         t: &Transaction,
         remember_ref: bool,
         postings: &[Posting<'_>],
+        answer: Option<&StoredResponse>,
     ) -> Result<(), DbError> {
         if !postings.is_empty() {
             Ledger::check_balanced("sale", &t.txn_id, postings)?;
@@ -258,16 +336,22 @@ impl Transaction {
                 if !postings.is_empty() {
                     Ledger::post(conn, "sale", &t.txn_id, postings, t.created_at)?;
                 }
-                return Ok(Self::insert(conn, t)?);
+                Self::insert(conn, t)?;
+                if let Some(answer) = answer {
+                    StoredResponse::store(conn, answer)?;
+                }
+                return Ok(());
             }
         };
-        use diesel::sql_types::{Array, BigInt, Bool, Date, Nullable, Text, Timestamp};
+        use diesel::sql_types::{Array, BigInt, Bool, Date, Integer, Nullable, Text, Timestamp};
         #[derive(QueryableByName)]
         struct Booked {
             #[diesel(sql_type = BigInt)]
             entries: i64,
             #[diesel(sql_type = BigInt)]
             sales: i64,
+            #[diesel(sql_type = BigInt)]
+            answers: i64,
         }
         let accounts: Vec<&str> = postings.iter().map(|p| p.account).collect();
         let members: Vec<Option<i64>> = postings.iter().map(|p| p.member_id).collect();
@@ -290,8 +374,18 @@ impl Transaction {
                    discount_fen, redeem_points, redeem_value_fen, paid_fen, points_earned, \
                    points_balance, offer_version, request_digest, seq, line_hash, created_at) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                   $16, $17, $18, $19, $20, $21) RETURNING 1) \
-             SELECT (SELECT count(*) FROM e) AS entries, (SELECT count(*) FROM t) AS sales",
+                   $16, $17, $18, $19, $20, $21) RETURNING 1), \
+             a AS (INSERT INTO idempotency_keys (partner_code, idempotency_key, request_sha256, \
+                   response_status, response_body, created_at, expires_at) \
+                   SELECT $2, $26, $27, $28, $29, $21, $30 WHERE $26 IS NOT NULL \
+                   ON CONFLICT (partner_code, idempotency_key) DO UPDATE SET \
+                   request_sha256 = excluded.request_sha256, \
+                   response_status = excluded.response_status, \
+                   response_body = excluded.response_body, \
+                   created_at = excluded.created_at, expires_at = excluded.expires_at \
+                   RETURNING 1) \
+             SELECT (SELECT count(*) FROM e) AS entries, (SELECT count(*) FROM t) AS sales, \
+                    (SELECT count(*) FROM a) AS answers",
         )
         .bind::<Text, _>(&t.txn_id)
         .bind::<Text, _>(&t.partner_code)
@@ -318,15 +412,24 @@ impl Transaction {
         .bind::<Array<Text>, _>(accounts)
         .bind::<Array<Nullable<BigInt>>, _>(members)
         .bind::<Array<BigInt>, _>(amounts)
+        .bind::<Nullable<Text>, _>(answer.map(|a| a.idempotency_key.as_str()))
+        .bind::<Nullable<Text>, _>(answer.map(|a| a.request_sha256.as_str()))
+        .bind::<Nullable<Integer>, _>(answer.map(|a| a.response_status))
+        .bind::<Nullable<Text>, _>(answer.map(|a| a.response_body.as_str()))
+        .bind::<Nullable<Timestamp>, _>(answer.map(|a| a.expires_at))
         .get_result(pg)?;
-        // Every entry and the sale were written.
-        if usize::try_from(booked.entries).ok() != Some(postings.len()) || booked.sales != 1 {
+        // Every entry, the sale and the answer were written.
+        if usize::try_from(booked.entries).ok() != Some(postings.len())
+            || booked.sales != 1
+            || booked.answers != i64::from(answer.is_some())
+        {
             return Err(DbError::Invariant(format!(
-                "sale {}: {} of {} entries and {} sale rows written",
+                "sale {}: {} of {} entries, {} sale rows and {} answers written",
                 t.txn_id,
                 booked.entries,
                 postings.len(),
-                booked.sales
+                booked.sales,
+                booked.answers
             )));
         }
         Ok(())

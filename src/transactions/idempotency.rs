@@ -87,14 +87,7 @@ fn once_in(
 ) -> Result<Answer, TxnError> {
     {
         if let Some(stored) = lock_and_find(conn, key, now)? {
-            if stored.request_sha256 != key.request_sha256 {
-                return Err(TxnError::IdempotencyKeyReused);
-            }
-            return Ok(Answer {
-                status: u16::try_from(stored.response_status).unwrap_or(200),
-                body: stored.response_body,
-                replayed: true,
-            });
+            return replay(key, stored);
         }
         let (status, body) = work(conn)?;
         if (200..300).contains(&status) {
@@ -117,6 +110,19 @@ fn once_in(
             replayed: false,
         })
     }
+}
+
+/// The answer to a repeat under `key`, whose stored answer was found: the stored status and
+/// body for a byte-identical request, `idempotency-key-reused` for another.
+pub fn replay(key: &Key<'_>, stored: StoredAnswer) -> Result<Answer, TxnError> {
+    if stored.request_sha256 != key.request_sha256 {
+        return Err(TxnError::IdempotencyKeyReused);
+    }
+    Ok(Answer {
+        status: u16::try_from(stored.response_status).unwrap_or(200),
+        body: stored.response_body,
+        replayed: true,
+    })
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -1,19 +1,22 @@
 //! `POST /v1/transactions`: one sale, judged, computed, booked and chained in one transaction.
 use super::arithmetic::{judge_sale, SaleRefusal};
+use super::batch::to_json;
+use super::idempotency::{self, Answer, Key};
 use super::input::{MemberName, Sale};
 use super::{
     chain, issued_account, new_id, postings, redeemed_account, tokens, Ctx, PointsMove, TxnError,
 };
 use crate::alliance::business_day;
 use crate::db::business_days::BusinessDays;
+use crate::db::idempotency_keys::{StoredAnswer, StoredResponse};
 use crate::db::ledger::Ledger;
 use crate::db::offer_versions::OfferVersion;
-use crate::db::transactions::{MemberKey, SaleLocks, Transaction};
-use crate::db::{locks, now_utc, serialise_shared, DbConn, DbError};
+use crate::db::transactions::{AnswerLookup, Answered, MemberKey, SaleLocks, Transaction};
+use crate::db::{in_transaction, locks, now_utc, serialise_shared, write_tx, DbConn, DbError};
 use crate::domain::{MemberStatus, Tier};
 use crate::partners::terms::{Terms, BPS_ONE};
 use crate::registry::Offer;
-use chrono::{Datelike, NaiveDate};
+use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 
 /// The receipt of a sale (contract section 5).
@@ -125,6 +128,67 @@ pub fn record(
     sale: &Sale,
     request_digest: &str,
 ) -> Result<Receipt, TxnError> {
+    match record_in(conn, ctx, sale, request_digest, None)? {
+        Recorded::Booked { receipt, .. } => Ok(receipt),
+        Recorded::Stored(_) => {
+            Err(DbError::Invariant("a stored answer nobody asked for".into()).into())
+        }
+    }
+}
+
+/// Records a sale once per Idempotency-Key (contract sections 5 and 13), with the same
+/// outcomes as [`idempotency::once`] around [`record`]. On PostgreSQL the key's lock and stored answer are folded into the sale's own two
+/// statements, its prelude and its booking: a sale is then BEGIN, two statements and COMMIT,
+/// where `once` around `record` took eight round trips.
+pub fn record_once(
+    conn: &mut DbConn,
+    ctx: &Ctx<'_>,
+    sale: &Sale,
+    request_digest: &str,
+    key: &Key<'_>,
+    now: NaiveDateTime,
+) -> Result<Answer, TxnError> {
+    if matches!(conn, DbConn::Postgres(_)) {
+        let folded =
+            |conn: &mut DbConn| match record_in(conn, ctx, sale, request_digest, Some((key, now)))?
+            {
+                Recorded::Stored(stored) => idempotency::replay(key, stored),
+                Recorded::Booked { body, .. } => Ok(Answer {
+                    status: 201,
+                    body,
+                    replayed: false,
+                }),
+            };
+        // PostgreSQL has no group commit: an open transaction is this request's own (the
+        // HTTP edge opens it), and a failure rolls all of it back.
+        if in_transaction(conn) {
+            return folded(conn);
+        }
+        return write_tx(conn, folded);
+    }
+    idempotency::once(conn, key, now, |conn| {
+        Ok((201, to_json(&record(conn, ctx, sale, request_digest)?)?))
+    })
+}
+
+/// What [`record_in`] did.
+enum Recorded {
+    /// The sale was booked; `body` is the receipt's JSON, stored under the key when one was
+    /// folded in.
+    Booked { receipt: Receipt, body: String },
+    /// The answer stored under the folded-in key; nothing was booked.
+    Stored(StoredAnswer),
+}
+
+/// [`record`], and with `fold` the Idempotency-Key's lock, lookup and stored answer too (see
+/// [`record_once`]).
+fn record_in(
+    conn: &mut DbConn,
+    ctx: &Ctx<'_>,
+    sale: &Sale,
+    request_digest: &str,
+    fold: Option<(&Key<'_>, NaiveDateTime)>,
+) -> Result<Recorded, TxnError> {
     let partner = ctx.partner.as_str();
     let local = sale.occurred_at.with_timezone(&ctx.settings.timezone);
     let local_date = local.date_naive();
@@ -137,16 +201,35 @@ pub fn record(
         MemberName::Card(card) => MemberKey::Card(card.as_str()),
         MemberName::Ref(r) => MemberKey::Ref(r),
     };
-    let prelude = Transaction::sale_prelude(
-        conn,
-        SaleLocks {
-            booking: locks::BOOKING,
-            record: locks::partner_record(partner, &sale.partner_txn_id),
-        },
-        partner,
-        &sale.partner_txn_id,
-        key,
-    )?;
+    let answer = fold.map(|(k, now)| AnswerLookup {
+        lock: locks::idempotency(partner, k.key),
+        key: k.key,
+        now,
+    });
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_millis(fold.map_or(0, |(k, _)| k.in_flight_wait_ms));
+    let prelude = loop {
+        let prelude = Transaction::sale_prelude(
+            conn,
+            SaleLocks {
+                booking: locks::BOOKING,
+                record: locks::partner_record(partner, &sale.partner_txn_id),
+            },
+            partner,
+            &sale.partner_txn_id,
+            key,
+            answer,
+        )?;
+        match prelude.answered {
+            Answered::Open => break prelude,
+            Answered::Stored(stored) => return Ok(Recorded::Stored(stored)),
+            // Another request holds the key: nothing was locked, so trying again is safe.
+            Answered::InFlight if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Answered::InFlight => return Err(TxnError::IdempotencyKeyInFlight),
+        }
+    };
     let (business_date, late) = day_after_closed(
         prelude.last_closed,
         business_day(sale.occurred_at, ctx.settings.timezone),
@@ -263,6 +346,17 @@ pub fn record(
     }
     // A partner that named the member by card is given the ref from now on: remember it.
     let remember_ref = matches!(sale.member, MemberName::Card(_));
-    Transaction::book(conn, &txn, remember_ref, &postings)?;
-    Ok(Receipt::from(&txn))
+    let receipt = Receipt::from(&txn);
+    let body = to_json(&receipt)?;
+    let stored = fold.map(|(k, now)| StoredResponse {
+        partner_code: k.partner.to_owned(),
+        idempotency_key: k.key.to_owned(),
+        request_sha256: k.request_sha256.to_owned(),
+        response_status: 201,
+        response_body: body.clone(),
+        created_at: now,
+        expires_at: now + k.retention,
+    });
+    Transaction::book(conn, &txn, remember_ref, &postings, stored.as_ref())?;
+    Ok(Recorded::Booked { receipt, body })
 }

@@ -314,7 +314,11 @@ async fn sales_and_reversals_take_the_same_member_lock_on_postgresql() {
             .bind::<diesel::sql_types::BigInt, _>(id)
             .get_result(pg)
             .unwrap();
-        assert_eq!(sql.key, alliance_gateway::db::locks::member(id), "member {id}");
+        assert_eq!(
+            sql.key,
+            alliance_gateway::db::locks::member(id),
+            "member {id}"
+        );
     }
 }
 

@@ -1,2 +1,2 @@
-DROP FUNCTION alliance_sale_prelude(BIGINT, BIGINT, TEXT, TEXT, TEXT, TEXT);
+DROP FUNCTION alliance_sale_prelude(BIGINT, TEXT, TIMESTAMP, BIGINT, BIGINT, TEXT, TEXT, TEXT, TEXT);
 DROP FUNCTION alliance_member_lock(BIGINT);

@@ -91,9 +91,10 @@ fn answer(a: Answer) -> HttpResponse {
 }
 
 /// Runs one idempotent write (a sale or a reversal) through [`write`]: `work` gets the
-/// connection inside the idempotency transaction or savepoint, the context and the request's
-/// Content-Digest, and returns the receipt's JSON (answered 201). A repeat of a key that another gateway is still working on is retried here
-/// every few milliseconds, up to the in-flight wait, rather than waited for inside the batch.
+/// connection, the context, the request's Content-Digest and the Idempotency-Key, and runs the
+/// write once per key (`idempotency::once`, or `sale::record_once`). A repeat of a key that
+/// another gateway is still working on is retried here every few milliseconds, up to the
+/// in-flight wait, rather than waited for inside a group-commit batch.
 async fn idempotent<F>(
     state: web::Data<AppState>,
     partner: PartnerCaller,
@@ -103,7 +104,7 @@ async fn idempotent<F>(
     work: F,
 ) -> Result<HttpResponse, Problem>
 where
-    F: Fn(&mut crate::db::DbConn, &Ctx<'_>, &str) -> Result<String, TxnError>
+    F: Fn(&mut crate::db::DbConn, &Ctx<'_>, &str, &Key<'_>) -> Result<Answer, TxnError>
         + Send
         + Sync
         + 'static,
@@ -126,9 +127,7 @@ where
             retention: TimeDelta::hours(i64::from(st.settings.idempotency_retention_hours)),
             in_flight_wait_ms: 0,
         };
-        idempotency::once(conn, &idem, now.naive_utc(), |conn| {
-            Ok((201, work(conn, &ctx, &digest)?))
-        })
+        work(conn, &ctx, &digest, &idem)
     });
     let deadline = std::time::Instant::now()
         + std::time::Duration::from_millis(idempotency::IN_FLIGHT_WAIT_MS);
@@ -158,9 +157,16 @@ pub async fn record(
     let sale = request
         .parse(now, s.max_backdate_days, s.max_txn_fen)
         .map_err(Problem::from)?;
-    idempotent(state, partner, key, &body, now, move |conn, ctx, digest| {
-        batch::to_json(&sale::record(conn, ctx, &sale, digest)?)
-    })
+    idempotent(
+        state,
+        partner,
+        key,
+        &body,
+        now,
+        move |conn, ctx, digest, idem| {
+            sale::record_once(conn, ctx, &sale, digest, idem, now.naive_utc())
+        },
+    )
     .await
 }
 
@@ -180,15 +186,20 @@ pub async fn reverse(
     let input = request
         .parse(now, s.max_backdate_days, s.max_txn_fen)
         .map_err(Problem::from)?;
-    idempotent(state, partner, key, &body, now, move |conn, ctx, digest| {
-        batch::to_json(&reversal::record(
-            conn,
-            ctx,
-            Original::TxnId(&txn_id),
-            &input,
-            digest,
-        )?)
-    })
+    idempotent(
+        state,
+        partner,
+        key,
+        &body,
+        now,
+        move |conn, ctx, digest, idem| {
+            idempotency::once(conn, idem, now.naive_utc(), |conn| {
+                let receipt =
+                    reversal::record(conn, ctx, Original::TxnId(&txn_id), &input, digest)?;
+                Ok((201, batch::to_json(&receipt)?))
+            })
+        },
+    )
     .await
 }
 
