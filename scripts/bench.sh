@@ -152,7 +152,9 @@ for _ in $(seq 1 60); do
 done
 where=
 if [[ "$what" == record ]]; then
-  where=", same database$([[ -z "${BENCH_DB:-}" ]] && echo " (a SQLite file beside the gateway's)")"
+  where=", same database"
+  # (An if, not `[[ … ]] && echo` inside $(…): under set -e a false test there ends the script.)
+  if [[ -z "${BENCH_DB:-}" ]]; then where+=" (a SQLite file beside the gateway's)"; fi
 fi
 echo "bare reference server (examples/bare.rs), same core$where:"
 if [[ "$what" == verify ]]; then
