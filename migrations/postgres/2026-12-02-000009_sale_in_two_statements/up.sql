@@ -1,9 +1,9 @@
 -- A sale's locks and reads in one round trip, where they were four (alliance_try_lock_answer,
 -- alliance_lock_booking, the member's SELECT, alliance_lock_balance). Its writes go in one
--- statement too (src/db/transactions.rs, `Transaction::book`). The older functions stay for
--- reversals and for gateways of the previous release during an upgrade. Why: on this machine each round trip to
--- PostgreSQL cost about 0.1 ms of CPU on top of its statement (sockets, TLS, two thread
--- wake-ups), and a sale had twelve of them.
+-- statement too (src/db/transactions.rs, `Transaction::book`). Why: on this machine each round
+-- trip to PostgreSQL cost about 0.1 ms of CPU on top of its statement (sockets, TLS, two thread
+-- wake-ups), and a sale had twelve of them. The older functions stay, for reversals and for
+-- gateways of the previous release during an upgrade.
 
 -- The key of a member's balance lock: the same number as `locks::member` in src/db/mod.rs
 -- (kind 4 in the top 16 bits, then the first 6 bytes of SHA-256 of the member id as 8
@@ -76,3 +76,26 @@ BEGIN
     FROM ledger_entries e WHERE e.member_id = found_member_id;
 END;
 $$;
+
+-- The chain linker's UPDATE ran this trigger for every record it linked, and its check
+-- converted both versions of the row to JSON: 48 µs of the UPDATE's 0.14 ms a row (EXPLAIN
+-- ANALYZE over 1,000 rows). The same check, as a comparison of the rows with the link blanked
+-- out: 10 µs. It still covers every column, including any added later.
+CREATE OR REPLACE FUNCTION alliance_append_only_but_link() RETURNS trigger AS $$
+DECLARE
+    unlinked RECORD;
+BEGIN
+    IF TG_OP = 'UPDATE'
+        AND OLD.seq IS NULL AND OLD.line_hash IS NULL
+        AND NEW.seq IS NOT NULL AND NEW.line_hash IS NOT NULL
+    THEN
+        unlinked := NEW;
+        unlinked.seq := NULL;
+        unlinked.line_hash := NULL;
+        IF unlinked IS NOT DISTINCT FROM OLD THEN
+            RETURN NEW;
+        END IF;
+    END IF;
+    RAISE EXCEPTION '% is append-only', TG_TABLE_NAME;
+END;
+$$ LANGUAGE plpgsql;
