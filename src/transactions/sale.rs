@@ -137,9 +137,10 @@ pub fn record(
 }
 
 /// Records a sale once per Idempotency-Key (contract sections 5 and 13), with the same
-/// outcomes as [`idempotency::once`] around [`record`]. On PostgreSQL the key's lock and stored answer are folded into the sale's own two
-/// statements, its prelude and its booking: a sale is then BEGIN, two statements and COMMIT,
-/// where `once` around `record` took eight round trips.
+/// outcomes as [`idempotency::once`] around [`record`]. On PostgreSQL the key's lock, lookup
+/// and stored answer are folded into the sale's own two statements, its prelude and its
+/// booking: a sale's transaction is then BEGIN, two statements and COMMIT, where `once` around
+/// `record` sends two statements more.
 pub fn record_once(
     conn: &mut DbConn,
     ctx: &Ctx<'_>,
@@ -341,7 +342,7 @@ fn record_in(
         created_at: now,
     };
     if chain::links_at_booking(conn) {
-        // Last, so that the chain lock is held only for the insert and the commit.
+        // Just before the writes, so that the chain lock is held only for them and the commit.
         chain::link_sale(conn, &mut txn)?;
     }
     // A partner that named the member by card is given the ref from now on: remember it.

@@ -45,32 +45,6 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Each test's PostgreSQL database is dropped with it, so that runs do not pile up databases on
-/// the server (they had: over a thousand after a few weeks of CI, and each made PostgreSQL's
-/// crash recovery slower). `WITH (FORCE)` ends the still-running gateway's connections.
-/// Best effort: a database left behind costs disk, not correctness.
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        let (Ok(admin), DatabaseUrl::Postgres(url)) = (
-            std::env::var("ALLIANCE_TEST_DATABASE_URL"),
-            &self.settings.database,
-        ) else {
-            return;
-        };
-        let Some(name) = url::Url::parse(url)
-            .ok()
-            .map(|u| u.path().trim_start_matches('/').to_owned())
-            .filter(|n| n.starts_with("alliance_test_"))
-        else {
-            return;
-        };
-        if let Ok(mut conn) = PgConnection::establish(&admin) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn);
-        }
-    }
-}
-
 impl TestApp {
     pub fn conn(&self) -> DbConn {
         db::Manager::new(self.settings.database.clone())
