@@ -73,6 +73,18 @@ impl Registry {
         })
     }
 
+    /// The registry as of the generation the cache holds, read without asking the database:
+    /// for checks that confirm the generation afterwards, in the statement that claims the
+    /// request's nonce (see `auth`, "checked, then confirmed"). `None` before the first read.
+    pub fn cached_view(&self) -> Option<RegistryView> {
+        let generation = self.lock().generation;
+        // Generations start at 1 (the migration's row); 0 is the empty cache's.
+        (generation > 0).then(|| RegistryView {
+            registry: self.clone(),
+            generation,
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Cached> {
         // A panic while holding the lock cannot leave a half-written map that matters: the
         // worst is a missing entry, read again from the database.

@@ -1,3 +1,4 @@
+use super::registry_generation::RegistryGeneration;
 use super::schema::request_nonces;
 use super::DbConn;
 use chrono::NaiveDateTime;
@@ -32,6 +33,44 @@ impl Nonce {
             super::exclusive_write(conn, |conn| concrete!(conn, |c| insert.execute(c)))?
         };
         Ok(inserted == 1)
+    }
+
+    /// Claims a nonce, as [`Nonce::claim`], and reads the registry generation as of the claim:
+    /// `(fresh, generation)`. A request checked against the cached registry confirms with it
+    /// that the cache was current when its nonce was claimed (`auth`, "checked, then
+    /// confirmed"). On PostgreSQL both go in one statement, one round trip where they were two;
+    /// on SQLite, which has no round trips, in two.
+    pub fn claim_reading_generation(
+        conn: &mut DbConn,
+        new: &NewNonce<'_>,
+    ) -> QueryResult<(bool, i64)> {
+        use diesel::sql_types::{BigInt, Text, Timestamp};
+        #[derive(QueryableByName)]
+        struct Claimed {
+            #[diesel(sql_type = BigInt)]
+            inserted: i64,
+            #[diesel(sql_type = BigInt)]
+            generation: i64,
+        }
+        match conn {
+            DbConn::Postgres(pg) => {
+                let row = super::prepared::prepared(
+                    "WITH n AS (INSERT INTO request_nonces (key_id, nonce_sha256, expires_at) \
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1) \
+                     SELECT (SELECT count(*) FROM n) AS inserted, g.generation \
+                     FROM registry_generation g WHERE g.id = 1",
+                )
+                .bind::<Text, _>(new.key_id)
+                .bind::<Text, _>(new.nonce_sha256)
+                .bind::<Timestamp, _>(new.expires_at)
+                .get_result::<Claimed>(pg)?;
+                Ok((row.inserted == 1, row.generation))
+            }
+            DbConn::Sqlite(_) => {
+                let fresh = Self::claim(conn, new)?;
+                Ok((fresh, RegistryGeneration::current(conn)?))
+            }
+        }
     }
 
     /// Deletes nonces whose window has passed, in batches (see `db::prune_in_batches`); a

@@ -120,36 +120,36 @@ async fn authenticate(
 ) -> Result<Caller, Refusal> {
     let pool = state.pool.clone();
     let registry = state.registry.clone();
+    let now = chrono::Utc::now();
     // Only a request that writes anyway (a sale, a reversal, a token) sends its nonce through
     // the group-commit writer, in the same queue as its write. A read-only request (verify)
     // claims it right here: for it the hand-over to the writer thread cost more than the
-    // shared commit saved (measured at concurrency 1 and 64).
+    // shared commit saved (measured at concurrency 1 and 64). On PostgreSQL every claim is one
+    // autocommit statement, right here.
     let batching = state.writes.is_some() && writes_anyway(&owned.method, &owned.path);
-    let checked = state
+    // Checked against the cached registry, then confirmed (see `auth::Stage`).
+    let (stage, peer, owned) = state
         .db
-        .run(move || -> Result<auth::Checked, auth::AuthError> {
-            let mut conn = pool.get().map_err(crate::db::DbError::from)?;
-            let checked = auth::check(
-                &mut conn,
-                &registry,
-                peer.as_ref(),
-                &owned.view(),
-                chrono::Utc::now(),
-            )?;
-            match checked {
-                // On PostgreSQL the claim is one autocommit insert, right here.
-                auth::Checked::NonceToClaim(pending) if !batching => {
-                    let fresh = Nonce::claim(&mut conn, &pending.new_nonce())?;
-                    pending.claimed(fresh).map(auth::Checked::Done)
-                }
-                other => Ok(other),
-            }
+        .run(move || {
+            let stage = pool
+                .get()
+                .map_err(|e| auth::AuthError::Db(e.into()))
+                .and_then(|mut conn| {
+                    auth::check_cached(
+                        &mut conn,
+                        &registry,
+                        peer.as_ref(),
+                        &owned.view(),
+                        now,
+                        batching,
+                    )
+                });
+            (stage, peer, owned)
         })
         .await
         .map_err(|e| (Problem::from(e), None))?;
-    let writer = state.writes.as_ref().filter(|_| batching);
-    let outcome = match (checked, writer) {
-        (Ok(auth::Checked::NonceToClaim(pending)), Some(writes)) => {
+    let stage = match (stage, state.writes.as_ref().filter(|_| batching)) {
+        (Ok(auth::Stage::ToClaim(pending)), Some(writes)) => {
             // On SQLite the claim joins the next group-commit batch.
             let row = pending.new_nonce();
             let (key_id, nonce_sha256, expires_at) = (
@@ -157,26 +157,51 @@ async fn authenticate(
                 row.nonce_sha256.to_owned(),
                 row.expires_at,
             );
-            let fresh = writes
-                .run_statement(move |conn| -> Result<bool, crate::db::DbError> {
+            let claimed = writes
+                .run_statement(move |conn| -> Result<(bool, i64), crate::db::DbError> {
                     let row = NewNonce {
                         key_id: &key_id,
                         nonce_sha256: &nonce_sha256,
                         expires_at,
                     };
-                    Ok(Nonce::claim(conn, &row)?)
+                    Ok(Nonce::claim_reading_generation(conn, &row)?)
                 })
                 .await
                 .map_err(|e| (Problem::from(e), None))?;
-            fresh
+            claimed
                 .map_err(auth::AuthError::from)
-                .and_then(|fresh| pending.claimed(fresh))
+                .map(|(fresh, generation)| pending.after_claim(fresh, generation))
         }
-        (Ok(auth::Checked::NonceToClaim(_)), None) => Err(auth::AuthError::Db(
-            crate::db::DbError::Invariant("a nonce was left unclaimed".into()),
-        )),
-        (Ok(auth::Checked::Done(caller)), _) => Ok(caller),
-        (Err(e), _) => Err(e),
+        (other, _) => other,
+    };
+    let outcome = match stage {
+        Ok(auth::Stage::Final(answer)) => answer,
+        Ok(auth::Stage::Confirm(unconfirmed)) => {
+            // Rare: the registry changed since the cache was filled, or a refusal (or an
+            // unsigned read) has to read the generation itself.
+            let pool = state.pool.clone();
+            let registry = state.registry.clone();
+            state
+                .db
+                .run(move || {
+                    let mut conn = pool.get().map_err(|e| auth::AuthError::Db(e.into()))?;
+                    auth::confirm(
+                        &mut conn,
+                        &registry,
+                        peer.as_ref(),
+                        &owned.view(),
+                        now,
+                        unconfirmed,
+                    )
+                })
+                .await
+                .map_err(|e| (Problem::from(e), None))?
+        }
+        // Only the writer's path above claims for a request the first pass handed on.
+        Ok(auth::Stage::ToClaim(_)) => Err(auth::AuthError::Db(crate::db::DbError::Invariant(
+            "a nonce was left unclaimed".into(),
+        ))),
+        Err(e) => Err(e),
     };
     outcome.map_err(|e| {
         metrics::record_auth_failure(e.code());
