@@ -92,6 +92,56 @@ async fn a_suspended_partner_is_refused_on_open_and_resumed_connections_until_re
     assert_eq!(show["keys"][0]["key_id"], "P-RST-001/k1");
 }
 
+/// The checks run against the gateway's cached registry and are confirmed by the generation
+/// read in the statement that claims the nonce (`auth::Stage`). Here the first sale after a
+/// suspension passes the checks against the cache, which still holds the partner as active,
+/// claims its nonce, sees the generation moved, and is checked again: it must be judged by the
+/// suspension. Its nonce stays consumed (contract section 4: a failed request's nonce is), so
+/// the same signed request sent again after reactivation is a replay, not a sale.
+#[tokio::test]
+async fn a_sale_whose_partner_was_suspended_since_the_cache_was_filled_is_refused_and_burns_its_nonce(
+) {
+    let app = spawn_app().await;
+    let rst = app.partner(RST);
+    // Fills the gateway's registry cache with the partner as active.
+    assert_eq!(rst.verify_card(GOLD_CARD).await.status, 200);
+    let body = serde_json::json!({
+        "partner_txn_id": "POS1-SUSPENDED",
+        "card_no": GOLD_CARD,
+        "store_id": "store-1",
+        "occurred_at": chrono::Utc::now().to_rfc3339(),
+        "gross_fen": 10_000,
+        "discount_fen": 0,
+        "redeem_points": 0,
+    });
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let signed = rst.sign_idem("POST", "/v1/transactions", &bytes, &idem());
+
+    assert_ok(admin(&app, &["partner", "suspend", RST]).await);
+    let before = (app.snapshot(), app.count("transactions"));
+    rst.send(&signed)
+        .await
+        .assert_problem(403, "partner-suspended");
+    let after = (app.snapshot(), app.count("transactions"));
+    assert_eq!(before.1, after.1, "no sale was recorded");
+    assert_eq!(before.0[2], after.0[2], "no ledger entry was written");
+    assert_eq!(
+        after.0[1],
+        before.0[1] + 1,
+        "the refused request's nonce is consumed"
+    );
+
+    assert_ok(admin(&app, &["partner", "reactivate", RST]).await);
+    rst.send(&signed)
+        .await
+        .assert_problem(401, "replayed-request");
+    assert_eq!(app.count("transactions"), after.1);
+    let fresh = rst.sign_idem("POST", "/v1/transactions", &bytes, &idem());
+    let res = rst.send(&fresh).await;
+    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(app.count("transactions"), after.1 + 1);
+}
+
 #[tokio::test]
 async fn a_rotated_key_verifies_until_its_overlap_ends_and_now_retires_at_once() {
     let app = spawn_app().await;
