@@ -40,10 +40,21 @@ impl Nonce {
     /// that the cache was current when its nonce was claimed (`auth`, "checked, then
     /// confirmed"). On PostgreSQL both go in one statement, one round trip where they were two;
     /// on SQLite, which has no round trips, in two.
+    ///
+    /// On PostgreSQL a claim made outside any transaction commits without waiting for its WAL
+    /// flush (`synchronous_commit` off for that one transaction, `set_config(…, true)`). Why
+    /// this is safe: whatever the same request then writes commits later, synchronously, and a
+    /// synchronous commit flushes the WAL up to its own record, the claim's included. So a
+    /// request that changed anything has a durable nonce. Only the nonce of a request that
+    /// wrote nothing (a verify, a read, a refusal) can be lost, and only if PostgreSQL's host
+    /// crashes within the WAL writer's delay (`docs/decisions.md`). Why bother: the flush
+    /// was a second synchronous commit per sale, about a tenth of a sale's CPU on PostgreSQL
+    /// (`docs/benchmarks.md`). Inside a transaction the claim leaves its commit alone.
     pub fn claim_reading_generation(
         conn: &mut DbConn,
         new: &NewNonce<'_>,
     ) -> QueryResult<(bool, i64)> {
+        use diesel::connection::TransactionManager;
         use diesel::sql_types::{BigInt, Text, Timestamp};
         #[derive(QueryableByName)]
         struct Claimed {
@@ -54,16 +65,29 @@ impl Nonce {
         }
         match conn {
             DbConn::Postgres(pg) => {
-                let row = super::prepared::prepared(
+                let in_transaction = !matches!(
+                    diesel::connection::AnsiTransactionManager::transaction_manager_status_mut(pg)
+                        .transaction_depth(),
+                    Ok(None)
+                );
+                // Fixed texts, so that each stays prepared (see `prepared`).
+                let sql = if in_transaction {
                     "WITH n AS (INSERT INTO request_nonces (key_id, nonce_sha256, expires_at) \
                      VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1) \
                      SELECT (SELECT count(*) FROM n) AS inserted, g.generation \
-                     FROM registry_generation g WHERE g.id = 1",
-                )
-                .bind::<Text, _>(new.key_id)
-                .bind::<Text, _>(new.nonce_sha256)
-                .bind::<Timestamp, _>(new.expires_at)
-                .get_result::<Claimed>(pg)?;
+                     FROM registry_generation g WHERE g.id = 1"
+                } else {
+                    "WITH n AS (INSERT INTO request_nonces (key_id, nonce_sha256, expires_at) \
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1), \
+                     a AS (SELECT set_config('synchronous_commit', 'off', true)) \
+                     SELECT (SELECT count(*) FROM n) AS inserted, g.generation \
+                     FROM registry_generation g, a WHERE g.id = 1"
+                };
+                let row = super::prepared::prepared(sql)
+                    .bind::<Text, _>(new.key_id)
+                    .bind::<Text, _>(new.nonce_sha256)
+                    .bind::<Timestamp, _>(new.expires_at)
+                    .get_result::<Claimed>(pg)?;
                 Ok((row.inserted == 1, row.generation))
             }
             DbConn::Sqlite(_) => {

@@ -116,6 +116,59 @@ async fn a_replayed_nonce_is_refused_and_the_first_request_counted_once() {
     assert_eq!(app.snapshot(), before, "a replay writes nothing");
 }
 
+/// The claim commits without waiting for its WAL flush on PostgreSQL (`Nonce::
+/// claim_reading_generation`): that setting must stay with the claim's own transaction, never
+/// reach the connection's later commits (a sale's) or a transaction the claim runs inside.
+#[tokio::test]
+async fn a_nonce_claim_is_single_use_and_leaves_later_commits_synchronous() {
+    use alliance_gateway::db::nonces::{NewNonce, Nonce};
+    use alliance_gateway::db::DbConn;
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        v: String,
+    }
+    fn synchronous_commit(conn: &mut DbConn) -> Option<String> {
+        match conn {
+            DbConn::Postgres(pg) => Some(
+                diesel::sql_query("SELECT current_setting('synchronous_commit') AS v")
+                    .get_result::<Setting>(pg)
+                    .expect("setting")
+                    .v,
+            ),
+            DbConn::Sqlite(_) => None,
+        }
+    }
+    let app = spawn_app().await;
+    let mut conn = app.conn();
+    let expires_at = alliance_gateway::db::now_utc() + chrono::Duration::seconds(600);
+    let new = |nonce: &'static str| NewNonce {
+        key_id: "P-RST-001/k1",
+        nonce_sha256: nonce,
+        expires_at,
+    };
+    let before = synchronous_commit(&mut conn);
+    let (fresh, generation) = Nonce::claim_reading_generation(&mut conn, &new("a")).unwrap();
+    assert!(fresh && generation > 0);
+    let (again, _) = Nonce::claim_reading_generation(&mut conn, &new("a")).unwrap();
+    assert!(!again, "a nonce is claimed once");
+    assert_eq!(synchronous_commit(&mut conn), before);
+    let inside = conn
+        .transaction(|c| {
+            let claimed = Nonce::claim_reading_generation(c, &new("b"))?;
+            Ok::<_, diesel::result::Error>((claimed.0, synchronous_commit(c)))
+        })
+        .unwrap();
+    assert_eq!(inside, (true, before.clone()));
+    if matches!(
+        app.settings.database,
+        alliance_gateway::config::DatabaseUrl::Postgres(_)
+    ) {
+        assert_eq!(before.as_deref(), Some("on"));
+    }
+}
+
 #[tokio::test]
 async fn an_unknown_key_id_is_unknown_key() {
     let app = spawn_app().await;
