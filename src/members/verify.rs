@@ -1,8 +1,7 @@
 //! `POST /v1/members/verify`: a member's tier and benefits at this partner, never their PII.
 use crate::alliance::business_day;
-use crate::db::ledger::Ledger;
 use crate::db::member_refs::{MemberRef, NewMemberRef};
-use crate::db::members::Member;
+use crate::db::members::{Member, VerifyBy};
 use crate::db::offer_versions::OfferVersion;
 use crate::db::{now_utc, DbConn, DbError};
 use crate::domain::{CardNo, MemberStatus, PartnerCode, Phone, Tier};
@@ -127,18 +126,21 @@ pub fn verify(
     local: DateTime<Tz>,
 ) -> Result<VerifyResponse, VerifyError> {
     let today = business_day(local.with_timezone(&Utc), local.timezone());
-    // Autocommit reads: a BEGIN/COMMIT around them measured slower on SQLite, and the balance
-    // shown is informational (the ledger decides at the moment of a redemption).
-    let member = match lookup {
-        Lookup::Card(card) => Member::find_by_card(conn, card.as_str())?,
-        Lookup::Phone(phone) => Member::find_by_phone_hash(conn, &keys.phone_hash(phone))?,
+    // One autocommit read: the member, whether this partner holds their ref, and their
+    // balance (`Member::for_verify`). The balance shown is informational (the ledger decides
+    // at the moment of a redemption).
+    let phone_hash;
+    let by = match lookup {
+        Lookup::Card(card) => VerifyBy::Card(card.as_str()),
+        Lookup::Phone(phone) => {
+            phone_hash = keys.phone_hash(phone);
+            VerifyBy::PhoneHash(&phone_hash)
+        }
         // Only refs this partner was given resolve: another partner's ref is not found.
-        Lookup::Ref(r) => match MemberRef::member_id(conn, partner.as_str(), r)? {
-            Some(id) => Member::find(conn, id)?,
-            None => None,
-        },
-    }
-    .ok_or(VerifyError::MemberNotFound)?;
+        Lookup::Ref(r) => VerifyBy::Ref(r),
+    };
+    let member =
+        Member::for_verify(conn, by, partner.as_str())?.ok_or(VerifyError::MemberNotFound)?;
 
     // Distinct members per day, before anything is written or returned about this member.
     let seconds_to_next_day = today
@@ -149,8 +151,7 @@ pub fn verify(
     limits.member(partner.as_str(), today, member.id, seconds_to_next_day)?;
 
     let member_ref = keys.member_ref(partner.as_str(), member.id);
-    let ref_known = matches!(lookup, Lookup::Ref(_))
-        || MemberRef::member_id(conn, partner.as_str(), &member_ref)?.is_some();
+    let ref_known = member.ref_known != 0;
     // The version in force today; before the first version starts, show that one but mark
     // the member not eligible (a sale dated before it is refused).
     let (offer, in_force) = match registry.offer_in_force(conn, partner.as_str(), today)? {
@@ -162,7 +163,7 @@ pub fn verify(
             (std::sync::Arc::new(Offer { version, terms }), false)
         }
     };
-    let balance = Ledger::balance(conn, member.id)?;
+    let balance = member.balance_points;
     if !ref_known {
         MemberRef::remember(
             conn,
