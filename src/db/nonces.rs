@@ -47,9 +47,10 @@ impl Nonce {
     /// synchronous commit flushes the WAL up to its own record, the claim's included. So a
     /// request that changed anything has a durable nonce. Only the nonce of a request that
     /// wrote nothing (a verify, a read, a refusal) can be lost, and only if PostgreSQL itself
-    /// or its host crashes within the WAL writer's delay (`docs/decisions.md`). Why bother: the flush
-    /// was a second synchronous commit per sale, 4–11 % of a sale's CPU on PostgreSQL
-    /// (`docs/benchmarks.md`). Inside a transaction the claim leaves its commit alone.
+    /// or its host crashes within the WAL writer's delay (`docs/decisions.md`). Why bother:
+    /// the flush was a second synchronous commit per sale, 4–11 % of a sale's CPU on
+    /// PostgreSQL (`docs/benchmarks.md`). Inside a transaction the claim leaves its commit
+    /// alone.
     pub fn claim_reading_generation(
         conn: &mut DbConn,
         new: &NewNonce<'_>,
