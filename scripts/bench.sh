@@ -102,11 +102,22 @@ if [[ "$what" == record ]]; then
   } >"$home/bench-members.csv"
   "$BIN" import-members "$home/bench-members.csv" >/dev/null
 fi
+# A server left over from an earlier run (or one still shutting down) would answer the
+# readiness probe below in this one's place, and the load would then find no server at all.
+if curl -fsS "http://$ALLIANCE_OPS_LISTEN/readyz" >/dev/null 2>&1; then
+  echo "error: something already answers on $ALLIANCE_OPS_LISTEN; stop it first" >&2
+  exit 1
+fi
 taskset -c 0 "$BIN" serve >"$home/serve.log" 2>&1 &
 pid=$!
 bare_pid=
 trap 'kill $pid $bare_pid 2>/dev/null; wait $pid $bare_pid 2>/dev/null; rm -rf "$home"' EXIT
 for _ in $(seq 1 60); do curl -fsS "http://$ALLIANCE_OPS_LISTEN/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
+if ! kill -0 "$pid" 2>/dev/null; then
+  echo "error: the gateway did not start:" >&2
+  tail -n 5 "$home/serve.log" >&2
+  exit 1
+fi
 
 url=https://127.0.0.1:${ALLIANCE_LISTEN##*:}
 bundle=$home/bundles/P-RST-001

@@ -24,16 +24,27 @@ pub struct TestApp {
 
 /// A fresh database for one test: a SQLite file in the test's home, or a new PostgreSQL
 /// database on the server `ALLIANCE_TEST_DATABASE_URL` points at.
+///
+/// The test connections to PostgreSQL do without TLS (`sslmode=disable`, unless the URL names
+/// a mode). Why: a test's gateway is never stopped; actix's acceptor and worker threads keep
+/// its state (the connection pool, whose own threads open connections in the background) until
+/// the test binary exits. At exit libpq's OpenSSL frees its global state while those threads
+/// may still hold, or be opening, TLS connections, and now and then a CI run aborted there
+/// ("free(): invalid pointer") after every test had passed. Nothing under test depends on the
+/// database connection's TLS.
 fn test_database(home: &Path) -> DatabaseUrl {
     match std::env::var("ALLIANCE_TEST_DATABASE_URL") {
         Ok(admin) if admin.starts_with("postgres") => {
+            let mut url = url::Url::parse(&admin).expect("admin URL");
+            if !url.query_pairs().any(|(k, _)| k == "sslmode") {
+                url.query_pairs_mut().append_pair("sslmode", "disable");
+            }
             let name = format!("alliance_test_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = PgConnection::establish(&admin)
+            let mut conn = PgConnection::establish(url.as_str())
                 .expect("ALLIANCE_TEST_DATABASE_URL must be reachable");
             diesel::sql_query(format!("CREATE DATABASE {name}"))
                 .execute(&mut conn)
                 .expect("create test database");
-            let mut url = url::Url::parse(&admin).expect("admin URL");
             url.set_path(&name);
             DatabaseUrl::Postgres(url.to_string())
         }
