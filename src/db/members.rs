@@ -73,27 +73,26 @@ impl Member {
         use diesel::sql_types::Text;
         // `ref_known` looks the ref up by member: `member_refs` is unique on
         // (partner_code, member_id) as well as on (partner_code, member_ref), and a ref is
-        // derived from the partner and the member id alone.
-        const CARD: &str = "SELECT m.id, m.tier, m.status, m.birth_month, \
-             CAST(CASE WHEN EXISTS (SELECT 1 FROM member_refs r \
-               WHERE r.partner_code = $2 AND r.member_id = m.id) THEN 1 ELSE 0 END AS BIGINT) \
-               AS ref_known, \
-             (SELECT CAST(COALESCE(SUM(e.amount_points), 0) AS BIGINT) FROM ledger_entries e \
-               WHERE e.member_id = m.id) AS balance_points \
-             FROM members m WHERE m.card_no = $1";
-        const PHONE: &str = "SELECT m.id, m.tier, m.status, m.birth_month, \
-             CAST(CASE WHEN EXISTS (SELECT 1 FROM member_refs r \
-               WHERE r.partner_code = $2 AND r.member_id = m.id) THEN 1 ELSE 0 END AS BIGINT) \
-               AS ref_known, \
-             (SELECT CAST(COALESCE(SUM(e.amount_points), 0) AS BIGINT) FROM ledger_entries e \
-               WHERE e.member_id = m.id) AS balance_points \
-             FROM members m WHERE m.phone_hash = $1";
-        const REF: &str = "SELECT m.id, m.tier, m.status, m.birth_month, \
-             CAST(1 AS BIGINT) AS ref_known, \
-             (SELECT CAST(COALESCE(SUM(e.amount_points), 0) AS BIGINT) FROM ledger_entries e \
-               WHERE e.member_id = m.id) AS balance_points \
-             FROM member_refs r JOIN members m ON m.id = r.member_id \
-             WHERE r.member_ref = $1 AND r.partner_code = $2";
+        // derived from the partner and the member id alone. (Found by ref, it is always 1.)
+        macro_rules! select_then {
+            ($from_where:literal) => {
+                concat!(
+                    "SELECT m.id, m.tier, m.status, m.birth_month, \
+                     CAST(CASE WHEN EXISTS (SELECT 1 FROM member_refs k \
+                       WHERE k.partner_code = $2 AND k.member_id = m.id) \
+                       THEN 1 ELSE 0 END AS BIGINT) AS ref_known, \
+                     (SELECT CAST(COALESCE(SUM(e.amount_points), 0) AS BIGINT) \
+                       FROM ledger_entries e WHERE e.member_id = m.id) AS balance_points ",
+                    $from_where
+                )
+            };
+        }
+        const CARD: &str = select_then!("FROM members m WHERE m.card_no = $1");
+        const PHONE: &str = select_then!("FROM members m WHERE m.phone_hash = $1");
+        const REF: &str = select_then!(
+            "FROM member_refs r JOIN members m ON m.id = r.member_id \
+             WHERE r.member_ref = $1 AND r.partner_code = $2"
+        );
         let (sql, key) = match by {
             VerifyBy::Card(card) => (CARD, card),
             VerifyBy::PhoneHash(hash) => (PHONE, hash),
