@@ -94,29 +94,6 @@ pub struct SalePrelude {
     pub member: Option<SaleMember>,
 }
 
-/// What a sale's reads found, for its booking to check under the sale's locks (PostgreSQL;
-/// see [`Transaction::book`]).
-#[derive(Debug, Clone, Copy)]
-pub struct SaleSeen<'a> {
-    /// The Idempotency-Key whose answer was found absent, when the key is folded in.
-    pub answer: Option<AnswerLookup<'a>>,
-    pub locks: SaleLocks,
-    pub last_closed: Option<NaiveDate>,
-    /// The member with their balance, as read.
-    pub member: &'a SaleMember,
-}
-
-/// What [`Transaction::book`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Booking {
-    /// The sale, its entries and its answer are written.
-    Booked,
-    /// Nothing written: another request holds the Idempotency-Key (booked on its own only).
-    InFlight,
-    /// Nothing written: something the checks read changed since (booked on its own only).
-    Changed,
-}
-
 impl Transaction {
     /// Inserts the sale. Hand-written so that it stays prepared (see `db::prepared`).
     pub fn insert(conn: &mut DbConn, t: &Transaction) -> QueryResult<()> {
@@ -329,24 +306,16 @@ impl Transaction {
 
     /// Writes a sale: the member's ref for this partner when `remember_ref` (idempotent), the
     /// points journal when any points move, the sale's row, and the answer to store under the
-    /// Idempotency-Key when given. `postings` must balance (checked before anything is
-    /// written).
-    ///
-    /// On PostgreSQL one statement, `alliance_book_sale` (migration `sale_in_one_statement`),
-    /// which first takes the sale's locks and checks that what `seen` says the reads found
-    /// still holds, and writes only then. Inside the sale's own transaction (the locks already
-    /// held) that holds by construction; run on its own, it makes the whole sale's writes one
-    /// autocommit round trip, and a sale whose reads went stale is told so and written not at
-    /// all. SQLite (one writer, no round trips) writes with plain statements, and `seen` is
-    /// not needed there.
+    /// Idempotency-Key when given. On PostgreSQL one statement of data-modifying CTEs, where it
+    /// was four round trips; on SQLite the statements one by one. `postings` must balance
+    /// (checked before anything is written).
     pub fn book(
         conn: &mut DbConn,
         t: &Transaction,
         remember_ref: bool,
         postings: &[Posting<'_>],
         answer: Option<&StoredResponse>,
-        seen: &SaleSeen<'_>,
-    ) -> Result<Booking, DbError> {
+    ) -> Result<(), DbError> {
         if !postings.is_empty() {
             Ledger::check_balanced("sale", &t.txn_id, postings)?;
         }
@@ -371,27 +340,12 @@ impl Transaction {
                 if let Some(answer) = answer {
                     StoredResponse::store(conn, answer)?;
                 }
-                return Ok(Booking::Booked);
+                return Ok(());
             }
         };
-        // PostgreSQL links sales into the chain after they commit (`transactions::chain`).
-        if t.seq.is_some() || t.line_hash.is_some() {
-            return Err(DbError::Invariant(format!(
-                "sale {} is linked before it is booked",
-                t.txn_id
-            )));
-        }
-        if seen.member.id != t.member_id {
-            return Err(DbError::Invariant(format!(
-                "sale {}: booked for member {} but read member {}",
-                t.txn_id, t.member_id, seen.member.id
-            )));
-        }
         use diesel::sql_types::{Array, BigInt, Bool, Date, Integer, Nullable, Text, Timestamp};
         #[derive(QueryableByName)]
         struct Booked {
-            #[diesel(sql_type = Text)]
-            outcome: String,
             #[diesel(sql_type = BigInt)]
             entries: i64,
             #[diesel(sql_type = BigInt)]
@@ -402,27 +356,41 @@ impl Transaction {
         let accounts: Vec<&str> = postings.iter().map(|p| p.account).collect();
         let members: Vec<Option<i64>> = postings.iter().map(|p| p.member_id).collect();
         let amounts: Vec<i64> = postings.iter().map(|p| p.amount_points).collect();
-        let m = seen.member;
+        // Data-modifying CTEs all run, to completion, whether or not the final SELECT reads
+        // them; the journal's CTE writes nothing when no points move (no postings).
         let booked: Booked = super::prepared::prepared(
-            "SELECT outcome, entries, sales, answers FROM alliance_book_sale(\
-             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-             $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, \
-             $35, $36, $37)",
+            "WITH r AS (INSERT INTO member_refs (partner_code, member_ref, member_id, created_at) \
+                        SELECT $2, $5, $4, $21 WHERE $22 ON CONFLICT DO NOTHING), \
+             j AS (INSERT INTO ledger_journals (kind, reference, created_at) \
+                   SELECT 'sale', $1, $21 WHERE cardinality($23::TEXT[]) > 0 RETURNING id), \
+             e AS (INSERT INTO ledger_entries (journal_id, account, member_id, amount_points, \
+                                               created_at) \
+                   SELECT j.id, e.account, e.member_id, e.amount_points, $21 \
+                   FROM j, unnest($23, $24, $25) WITH ORDINALITY \
+                        AS e(account, member_id, amount_points, n) \
+                   ORDER BY e.n RETURNING 1), \
+             t AS (INSERT INTO transactions (txn_id, partner_code, partner_txn_id, member_id, \
+                   member_ref, store_id, occurred_at, business_date, late, gross_fen, \
+                   discount_fen, redeem_points, redeem_value_fen, paid_fen, points_earned, \
+                   points_balance, offer_version, request_digest, seq, line_hash, created_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                   $16, $17, $18, $19, $20, $21) RETURNING 1), \
+             a AS (INSERT INTO idempotency_keys (partner_code, idempotency_key, request_sha256, \
+                   response_status, response_body, created_at, expires_at) \
+                   SELECT $2, $26, $27, $28, $29, $21, $30 WHERE $26 IS NOT NULL \
+                   ON CONFLICT (partner_code, idempotency_key) DO UPDATE SET \
+                   request_sha256 = excluded.request_sha256, \
+                   response_status = excluded.response_status, \
+                   response_body = excluded.response_body, \
+                   created_at = excluded.created_at, expires_at = excluded.expires_at \
+                   RETURNING 1) \
+             SELECT (SELECT count(*) FROM e) AS entries, (SELECT count(*) FROM t) AS sales, \
+                    (SELECT count(*) FROM a) AS answers",
         )
-        .bind::<Nullable<BigInt>, _>(seen.answer.map(|a| a.lock))
-        .bind::<Nullable<Text>, _>(seen.answer.map(|a| a.key))
-        .bind::<Nullable<Timestamp>, _>(seen.answer.map(|a| a.now))
-        .bind::<BigInt, _>(seen.locks.booking)
-        .bind::<BigInt, _>(seen.locks.record)
-        .bind::<Nullable<Date>, _>(seen.last_closed)
-        .bind::<BigInt, _>(m.id)
-        .bind::<Text, _>(&m.tier)
-        .bind::<Text, _>(&m.status)
-        .bind::<Nullable<Integer>, _>(m.birth_month)
-        .bind::<BigInt, _>(m.balance)
         .bind::<Text, _>(&t.txn_id)
         .bind::<Text, _>(&t.partner_code)
         .bind::<Text, _>(&t.partner_txn_id)
+        .bind::<BigInt, _>(t.member_id)
         .bind::<Text, _>(&t.member_ref)
         .bind::<Text, _>(&t.store_id)
         .bind::<Timestamp, _>(t.occurred_at)
@@ -437,35 +405,19 @@ impl Transaction {
         .bind::<BigInt, _>(t.points_balance)
         .bind::<BigInt, _>(t.offer_version)
         .bind::<Text, _>(&t.request_digest)
+        .bind::<Nullable<BigInt>, _>(t.seq)
+        .bind::<Nullable<Text>, _>(&t.line_hash)
         .bind::<Timestamp, _>(t.created_at)
         .bind::<Bool, _>(remember_ref)
         .bind::<Array<Text>, _>(accounts)
         .bind::<Array<Nullable<BigInt>>, _>(members)
         .bind::<Array<BigInt>, _>(amounts)
+        .bind::<Nullable<Text>, _>(answer.map(|a| a.idempotency_key.as_str()))
         .bind::<Nullable<Text>, _>(answer.map(|a| a.request_sha256.as_str()))
         .bind::<Nullable<Integer>, _>(answer.map(|a| a.response_status))
         .bind::<Nullable<Text>, _>(answer.map(|a| a.response_body.as_str()))
         .bind::<Nullable<Timestamp>, _>(answer.map(|a| a.expires_at))
         .get_result(pg)?;
-        match booked.outcome.as_str() {
-            "booked" => {}
-            "in-flight" => return Ok(Booking::InFlight),
-            "changed" => return Ok(Booking::Changed),
-            other => {
-                return Err(DbError::Invariant(format!(
-                    "sale {}: alliance_book_sale said {other:?}",
-                    t.txn_id
-                )))
-            }
-        }
-        // The answer goes under the key the checks ran for, and nowhere else.
-        let answer_key = seen.answer.map(|a| a.key);
-        if answer.map(|a| a.idempotency_key.as_str()) != answer_key {
-            return Err(DbError::Invariant(format!(
-                "sale {}: the answer's key is not the one checked",
-                t.txn_id
-            )));
-        }
         // Every entry, the sale and the answer were written.
         if usize::try_from(booked.entries).ok() != Some(postings.len())
             || booked.sales != 1
@@ -480,7 +432,7 @@ impl Transaction {
                 booked.answers
             )));
         }
-        Ok(Booking::Booked)
+        Ok(())
     }
 
     pub fn find_by_partner_txn_id(

@@ -11,9 +11,7 @@ use crate::db::business_days::BusinessDays;
 use crate::db::idempotency_keys::{StoredAnswer, StoredResponse};
 use crate::db::ledger::Ledger;
 use crate::db::offer_versions::OfferVersion;
-use crate::db::transactions::{
-    AnswerLookup, Answered, Booking, MemberKey, SaleLocks, SaleSeen, Transaction,
-};
+use crate::db::transactions::{AnswerLookup, Answered, MemberKey, SaleLocks, Transaction};
 use crate::db::{in_transaction, locks, now_utc, serialise_shared, write_tx, DbConn, DbError};
 use crate::domain::{MemberStatus, Tier};
 use crate::partners::terms::{Terms, BPS_ONE};
@@ -130,20 +128,10 @@ pub fn record(
     sale: &Sale,
     request_digest: &str,
 ) -> Result<Receipt, TxnError> {
-    match record_in(
-        conn,
-        ctx,
-        sale,
-        request_digest,
-        None,
-        Locking::InTransaction,
-    )? {
+    match record_in(conn, ctx, sale, request_digest, None)? {
         Recorded::Booked { receipt, .. } => Ok(receipt),
         Recorded::Stored(_) => {
             Err(DbError::Invariant("a stored answer nobody asked for".into()).into())
-        }
-        Recorded::Stale => {
-            Err(DbError::Invariant("a stale read under the sale's locks".into()).into())
         }
     }
 }
@@ -151,16 +139,8 @@ pub fn record(
 /// Records a sale once per Idempotency-Key (contract sections 5 and 13), with the same
 /// outcomes as [`idempotency::once`] around [`record`]. On PostgreSQL the key's lock, lookup
 /// and stored answer are folded into the sale's own two statements, its prelude and its
-/// booking (`Transaction::book`).
-///
-/// Called outside a transaction on PostgreSQL, a sale that takes no points from the member's
-/// balance runs those two statements on their own, each its own autocommit transaction: the
-/// booking re-checks what the prelude read, under the same locks, and writes only if it still
-/// holds. That is two round trips where a transaction of its own (BEGIN, the two, COMMIT)
-/// takes four. When the reads went stale it reads again, and after [`UNLOCKED_TRIES`] it runs
-/// in a transaction of its own, where nothing can change between the reads and the writes.
-/// A redemption always does: it consumes the member's token and must not take the balance
-/// below zero, both inside the transaction.
+/// booking: a sale's transaction is then BEGIN, two statements and COMMIT, where `once` around
+/// `record` sends two statements more.
 pub fn record_once(
     conn: &mut DbConn,
     ctx: &Ctx<'_>,
@@ -170,60 +150,26 @@ pub fn record_once(
     now: NaiveDateTime,
 ) -> Result<Answer, TxnError> {
     if matches!(conn, DbConn::Postgres(_)) {
-        let answered = |recorded: Recorded| match recorded {
-            Recorded::Stored(stored) => idempotency::replay(key, stored),
-            Recorded::Booked { body, .. } => Ok(Answer {
-                status: 201,
-                body,
-                replayed: false,
-            }),
-            Recorded::Stale => Err(TxnError::from(DbError::Invariant(
-                "a sale's reads went stale under its own locks".into(),
-            ))),
-        };
-        let fold = Some((key, now));
-        if !in_transaction(conn) && sale.redeem_points == 0 {
-            for _ in 0..UNLOCKED_TRIES {
-                match record_in(conn, ctx, sale, request_digest, fold, Locking::Unlocked)? {
-                    Recorded::Stale => continue,
-                    recorded => return answered(recorded),
-                }
-            }
-        }
-        let locked = |conn: &mut DbConn| {
-            answered(record_in(
-                conn,
-                ctx,
-                sale,
-                request_digest,
-                fold,
-                Locking::InTransaction,
-            )?)
-        };
-        // PostgreSQL has no group commit: an open transaction is this request's own, and a
-        // failure rolls all of it back.
+        let folded =
+            |conn: &mut DbConn| match record_in(conn, ctx, sale, request_digest, Some((key, now)))?
+            {
+                Recorded::Stored(stored) => idempotency::replay(key, stored),
+                Recorded::Booked { body, .. } => Ok(Answer {
+                    status: 201,
+                    body,
+                    replayed: false,
+                }),
+            };
+        // PostgreSQL has no group commit: an open transaction is this request's own (the
+        // HTTP edge opens it), and a failure rolls all of it back.
         if in_transaction(conn) {
-            return locked(conn);
+            return folded(conn);
         }
-        return write_tx(conn, locked);
+        return write_tx(conn, folded);
     }
     idempotency::once(conn, key, now, |conn| {
         Ok((201, to_json(&record(conn, ctx, sale, request_digest)?)?))
     })
-}
-
-/// How many times a sale booked on its own (see [`record_once`]) reads again after its reads
-/// went stale, before it takes a transaction of its own. Stale reads need another request for
-/// the same member, the same partner_txn_id or the same key, or a day closing, in the
-/// milliseconds between the two statements.
-const UNLOCKED_TRIES: usize = 3;
-
-/// Whether [`record_in`] runs inside the sale's transaction, holding its locks from the
-/// prelude to the writes, or (PostgreSQL) each statement on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Locking {
-    InTransaction,
-    Unlocked,
 }
 
 /// What [`record_in`] did.
@@ -233,29 +179,17 @@ enum Recorded {
     Booked { receipt: Receipt, body: String },
     /// The answer stored under the folded-in key; nothing was booked.
     Stored(StoredAnswer),
-    /// Booked on its own, the sale found its reads stale: nothing was written.
-    Stale,
 }
 
 /// [`record`], and with `fold` the Idempotency-Key's lock, lookup and stored answer too (see
-/// [`record_once`]). `Locking::Unlocked` (PostgreSQL, outside a transaction, a sale that
-/// redeems nothing) gives `Recorded::Stale`, having written nothing, when the booking finds
-/// that what the prelude read has changed.
+/// [`record_once`]).
 fn record_in(
     conn: &mut DbConn,
     ctx: &Ctx<'_>,
     sale: &Sale,
     request_digest: &str,
     fold: Option<(&Key<'_>, NaiveDateTime)>,
-    locking: Locking,
 ) -> Result<Recorded, TxnError> {
-    // Unlocked, nothing may be written before the booking's checks: a redemption consumes
-    // its token first, so it never runs unlocked.
-    if locking == Locking::Unlocked && sale.redeem_points != 0 {
-        return Err(
-            DbError::Invariant("a redemption booked without its transaction".into()).into(),
-        );
-    }
     let partner = ctx.partner.as_str();
     let local = sale.occurred_at.with_timezone(&ctx.settings.timezone);
     let local_date = local.date_naive();
@@ -275,14 +209,13 @@ fn record_in(
     });
     let deadline = std::time::Instant::now()
         + std::time::Duration::from_millis(fold.map_or(0, |(k, _)| k.in_flight_wait_ms));
-    let sale_locks = SaleLocks {
-        booking: locks::BOOKING,
-        record: locks::partner_record(partner, &sale.partner_txn_id),
-    };
     let prelude = loop {
         let prelude = Transaction::sale_prelude(
             conn,
-            sale_locks,
+            SaleLocks {
+                booking: locks::BOOKING,
+                record: locks::partner_record(partner, &sale.partner_txn_id),
+            },
             partner,
             &sale.partner_txn_id,
             key,
@@ -425,21 +358,6 @@ fn record_in(
         created_at: now,
         expires_at: now + k.retention,
     });
-    let seen = SaleSeen {
-        answer,
-        locks: sale_locks,
-        last_closed: prelude.last_closed,
-        member: &member,
-    };
-    match Transaction::book(conn, &txn, remember_ref, &postings, stored.as_ref(), &seen)? {
-        Booking::Booked => Ok(Recorded::Booked { receipt, body }),
-        // Only a booking on its own can find the key taken or its reads stale; in the sale's
-        // transaction the locks have been held since the reads.
-        Booking::InFlight if locking == Locking::Unlocked => Err(TxnError::IdempotencyKeyInFlight),
-        Booking::Changed if locking == Locking::Unlocked => Ok(Recorded::Stale),
-        other => Err(DbError::Invariant(format!(
-            "sale {txn_id}: booking said {other:?} under the sale's own locks"
-        ))
-        .into()),
-    }
+    Transaction::book(conn, &txn, remember_ref, &postings, stored.as_ref())?;
+    Ok(Recorded::Booked { receipt, body })
 }

@@ -59,36 +59,6 @@ where
         .await
 }
 
-/// [`write`] for work that opens its own transactions where it needs them (a sale or a
-/// reversal under its Idempotency-Key: `sale::record_once`, `idempotency::once`). On SQLite the
-/// same group-commit batch. On PostgreSQL the work starts outside a transaction, so that a
-/// sale can be booked in autocommit statements (see `sale::record_once`).
-pub async fn write_own_transaction<T, E, F>(
-    state: &AppState,
-    mut work: F,
-) -> Result<Result<T, E>, ExecutorError>
-where
-    T: Send + 'static,
-    E: From<crate::db::DbError>
-        + From<diesel::result::Error>
-        + crate::db::group_commit::DbFailure
-        + Send
-        + 'static,
-    F: FnMut(&mut crate::db::DbConn) -> Result<T, E> + Send + 'static,
-{
-    if let Some(writes) = &state.writes {
-        return writes.run(work).await;
-    }
-    let pool = state.pool.clone();
-    state
-        .db
-        .run(move || {
-            let mut conn = pool.get().map_err(crate::db::DbError::from)?;
-            work(&mut conn)
-        })
-        .await
-}
-
 pub async fn not_found() -> Result<actix_web::HttpResponse, Problem> {
     Err(Problem::new(404, "not-found", "no such resource"))
 }

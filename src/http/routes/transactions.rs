@@ -1,6 +1,6 @@
 //! Thin handlers for the transaction endpoints: parse, run the use case on the database
 //! threads, answer. The use cases live in `crate::transactions`.
-use super::{blocking, write, write_own_transaction};
+use super::{blocking, write};
 use crate::http::extract::PartnerCaller;
 use crate::http::problem::{json_error, Problem};
 use crate::http::AppState;
@@ -90,10 +90,9 @@ fn answer(a: Answer) -> HttpResponse {
     res.content_type("application/json").body(a.body)
 }
 
-/// Runs one idempotent write (a sale or a reversal) through [`write_own_transaction`]: `work`
-/// gets the connection, the context, the request's Content-Digest and the Idempotency-Key, and
-/// runs the write once per key (`idempotency::once`, or `sale::record_once`), each opening the
-/// transactions it needs. A repeat of a key that
+/// Runs one idempotent write (a sale or a reversal) through [`write`]: `work` gets the
+/// connection, the context, the request's Content-Digest and the Idempotency-Key, and runs the
+/// write once per key (`idempotency::once`, or `sale::record_once`). A repeat of a key that
 /// another gateway is still working on is retried here every few milliseconds, up to the
 /// in-flight wait, rather than waited for inside a group-commit batch.
 async fn idempotent<F>(
@@ -134,7 +133,7 @@ where
         + std::time::Duration::from_millis(idempotency::IN_FLIGHT_WAIT_MS);
     loop {
         let job = job.clone();
-        let outcome = write_own_transaction(&state, move |conn| job(conn)).await?;
+        let outcome = write(&state, move |conn| job(conn)).await?;
         match outcome {
             Err(TxnError::IdempotencyKeyInFlight) if std::time::Instant::now() < deadline => {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
