@@ -84,6 +84,26 @@ async fn token(app: &TestApp, card: &str) -> String {
     res.json()["member_token"].as_str().unwrap().to_owned()
 }
 
+/// Sends every sale at once, each under its own key, as the sample restaurant; every one must
+/// be recorded. Returns the receipts in the order of `sales`.
+async fn record_at_once(app: &TestApp, sales: Vec<Value>) -> Vec<Value> {
+    let rst = std::sync::Arc::new(app.partner(RST));
+    let tasks: Vec<_> = sales
+        .into_iter()
+        .map(|body| {
+            let rst = rst.clone();
+            tokio::spawn(async move { rst.post_idem("/v1/transactions", &body, &idem()).await })
+        })
+        .collect();
+    let mut receipts = Vec::new();
+    for t in tasks {
+        let res = t.await.unwrap();
+        assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+        receipts.push(res.json());
+    }
+    receipts
+}
+
 #[tokio::test]
 async fn a_sale_is_judged_and_computed_by_the_gateway_and_the_receipt_is_signed() {
     let app = spawn_app().await;
@@ -299,25 +319,13 @@ async fn concurrent_redemptions_never_take_a_balance_below_zero() {
 async fn concurrent_sales_of_one_member_each_count_every_sale_before_them() {
     let app = spawn_app().await;
     let opening = app.balance_of_card(GOLD_CARD);
-    let rst = std::sync::Arc::new(app.partner(RST));
-    let mut tasks = Vec::new();
-    for i in 0..32 {
-        let rst = rst.clone();
-        tasks.push(tokio::spawn(async move {
-            rst.post_idem(
-                "/v1/transactions",
-                &sale(&format!("SAME-MEMBER-{i}"), GOLD_CARD, 5_000, 0, 0),
-                &idem(),
-            )
-            .await
-        }));
-    }
-    let mut receipts = Vec::new();
-    for t in tasks {
-        let res = t.await.unwrap();
-        assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
-        receipts.push(res.json());
-    }
+    let receipts = record_at_once(
+        &app,
+        (0..32)
+            .map(|i| sale(&format!("SAME-MEMBER-{i}"), GOLD_CARD, 5_000, 0, 0))
+            .collect(),
+    )
+    .await;
     let earned = receipts[0]["points_earned"].as_i64().unwrap();
     assert!(earned > 0);
     let mut balances: Vec<i64> = receipts
@@ -641,27 +649,20 @@ async fn altering_a_stored_transaction_breaks_the_partners_chain() {
 #[tokio::test]
 async fn every_sale_and_reversal_joins_the_chain_once_sales_first_without_verify_chain() {
     let app = spawn_app().await;
-    let rst = std::sync::Arc::new(app.partner(RST));
-    let mut tasks = Vec::new();
-    for i in 0..24 {
-        let rst = rst.clone();
-        tasks.push(tokio::spawn(async move {
-            rst.post_idem(
-                "/v1/transactions",
-                &sale(&format!("L-{i}"), GOLD_CARD, 1_000 + i, 0, 0),
-                &idem(),
-            )
-            .await
-        }));
-    }
-    let mut txn_ids = Vec::new();
-    for t in tasks {
-        let res = t.await.unwrap();
-        assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
-        txn_ids.push(res.json()["txn_id"].as_str().unwrap().to_owned());
-    }
+    let receipts = record_at_once(
+        &app,
+        (0..24)
+            .map(|i| sale(&format!("L-{i}"), GOLD_CARD, 1_000 + i, 0, 0))
+            .collect(),
+    )
+    .await;
+    let txn_ids: Vec<String> = receipts
+        .iter()
+        .map(|r| r["txn_id"].as_str().unwrap().to_owned())
+        .collect();
     let reversed = &txn_ids[7];
-    let res = rst
+    let res = app
+        .partner(RST)
         .post_idem(
             &format!("/v1/transactions/{reversed}/reversals"),
             &json!({ "partner_reversal_id": "LR-1", "gross_fen": 100, "reason": "refund" }),
