@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod json_shape;
 pub mod lifecycle;
 pub mod members;
 pub mod partners;

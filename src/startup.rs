@@ -127,67 +127,67 @@ impl Application {
                         .error_handler(|e, _| json_error(e).into()),
                 )
                 .wrap(actix_web::middleware::from_fn(middleware::signed_api))
-                .route(
-                    "/v1/members/verify",
-                    web::post().to(routes::members::verify),
+                .service(
+                    resource("/v1/members/verify", "POST")
+                        .route(web::post().to(routes::members::verify)),
                 )
-                .route("/v1/keys", web::get().to(routes::keys::jwks))
-                .route(
-                    "/v1/transactions",
-                    web::post().to(routes::transactions::record),
+                .service(resource("/v1/keys", "GET").route(web::get().to(routes::keys::jwks)))
+                .service(
+                    resource("/v1/transactions", "GET, POST")
+                        .route(web::post().to(routes::transactions::record))
+                        .route(web::get().to(routes::transactions::list)),
                 )
-                .route(
-                    "/v1/transactions",
-                    web::get().to(routes::transactions::list),
+                .service(
+                    resource("/v1/transactions/batch", "POST")
+                        .route(web::post().to(routes::transactions::batch)),
                 )
-                .route(
-                    "/v1/transactions/batch",
-                    web::post().to(routes::transactions::batch),
+                .service(
+                    resource("/v1/transactions/{txn_id}", "GET")
+                        .route(web::get().to(routes::transactions::one)),
                 )
-                .route(
-                    "/v1/transactions/{txn_id}",
-                    web::get().to(routes::transactions::one),
+                .service(
+                    resource("/v1/transactions/{txn_id}/reversals", "POST")
+                        .route(web::post().to(routes::transactions::reverse)),
                 )
-                .route(
-                    "/v1/transactions/{txn_id}/reversals",
-                    web::post().to(routes::transactions::reverse),
+                .service(
+                    resource("/v1/member-tokens", "POST")
+                        .route(web::post().to(routes::transactions::issue_token)),
                 )
-                .route(
-                    "/v1/member-tokens",
-                    web::post().to(routes::transactions::issue_token),
+                .service(
+                    resource("/v1/finance/settlements", "GET")
+                        .route(web::get().to(routes::finance::settlements)),
                 )
-                .route(
-                    "/v1/finance/settlements",
-                    web::get().to(routes::finance::settlements),
+                .service(
+                    resource("/v1/finance/settlements/{date}/partners/{file}", "GET")
+                        .route(web::get().to(routes::statements::finance_partner_file)),
                 )
-                .route(
-                    "/v1/finance/settlements/{date}/partners/{file}",
-                    web::get().to(routes::statements::finance_partner_file),
+                .service(
+                    resource("/v1/finance/settlements/{date}/rerun", "POST")
+                        .route(web::post().to(routes::statements::rerun)),
                 )
-                .route(
-                    "/v1/finance/settlements/{date}/rerun",
-                    web::post().to(routes::statements::rerun),
+                .service(
+                    resource("/v1/finance/settlements/{date}/{file}", "GET")
+                        .route(web::get().to(routes::statements::finance_file)),
                 )
-                .route(
-                    "/v1/finance/settlements/{date}/{file}",
-                    web::get().to(routes::statements::finance_file),
+                .service(
+                    resource("/v1/reconciliation/{business_date}", "PUT")
+                        .route(web::put().to(routes::reconciliation::upload)),
                 )
-                .route(
-                    "/v1/reconciliation/{business_date}",
-                    web::put().to(routes::reconciliation::upload),
+                .service(
+                    resource("/v1/statements", "GET")
+                        .route(web::get().to(routes::statements::list)),
                 )
-                .route("/v1/statements", web::get().to(routes::statements::list))
-                .route(
-                    "/v1/statements/{business_date}",
-                    web::get().to(routes::statements::statement),
+                .service(
+                    resource("/v1/statements/{business_date}", "GET")
+                        .route(web::get().to(routes::statements::statement)),
                 )
-                .route(
-                    "/v1/statements/{business_date}/manifest",
-                    web::get().to(routes::statements::manifest),
+                .service(
+                    resource("/v1/statements/{business_date}/manifest", "GET")
+                        .route(web::get().to(routes::statements::manifest)),
                 )
-                .route(
-                    "/v1/statements/{business_date}/discrepancies",
-                    web::get().to(routes::statements::discrepancies),
+                .service(
+                    resource("/v1/statements/{business_date}/discrepancies", "GET")
+                        .route(web::get().to(routes::statements::discrepancies)),
                 )
                 .default_service(web::to(routes::not_found))
         })
@@ -416,6 +416,15 @@ async fn checkpoint_wal(pool: Pool, writes: Option<GroupCommit>) {
             Err(e) => tracing::warn!(error.message = %e, "WAL restart checkpoint not run"),
         }
     }
+}
+
+/// A resource of the partner API with its methods (`allow`, as sent in `Allow`): any other
+/// method gets `method-not-allowed` (405), so a partner who sent the wrong method is told so
+/// rather than that the path does not exist.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        routes::method_not_allowed(allow)
+    }))
 }
 
 /// The chain linker (PostgreSQL; see `transactions::chain`): links the records booked since

@@ -43,10 +43,16 @@ impl OwnedView {
             headers: req
                 .headers()
                 .iter()
-                .filter_map(|(n, v)| {
-                    v.to_str()
-                        .ok()
-                        .map(|v| (n.as_str().to_owned(), v.to_owned()))
+                // A value with bytes outside visible ASCII (obs-text) is kept, lossily: a
+                // Signature-Input carrying one is then an unparseable header
+                // (`invalid-signature`), not a missing one; and a covered header carrying one
+                // makes a signature base that no honest signer produced.
+                .map(|(n, v)| {
+                    let v = match v.to_str() {
+                        Ok(v) => v.to_owned(),
+                        Err(_) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    };
+                    (n.as_str().to_owned(), v)
                 })
                 .collect(),
             body,

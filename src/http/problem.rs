@@ -168,24 +168,125 @@ pub fn json_error(err: actix_web::error::JsonPayloadError) -> Problem {
         E::Overflow { .. } | E::OverflowKnownLength { .. } => {
             Problem::new(413, "payload-too-large", "the body is too large")
         }
-        E::Deserialize(e) if e.is_data() => Problem::validation(json!([{
-            "field": field_of(&e.to_string()),
-            "message": e.to_string(),
-        }])),
-        E::Deserialize(e) => Problem::new(
-            400,
-            "malformed-request",
-            format!("the body is not valid JSON: {e}"),
-        ),
+        // The extractor does not know the field's path: only a missing or unknown field's name.
+        E::Deserialize(e) if e.is_data() => data_error("", &e),
+        E::Deserialize(e) => malformed(&e),
         other => Problem::new(400, "malformed-request", other.to_string()),
     }
 }
 
-/// serde's messages name the field in backticks: "unknown field `x`", "missing field `y`".
-fn field_of(message: &str) -> String {
-    message
-        .split('`')
-        .nth(1)
-        .map(str::to_owned)
-        .unwrap_or_default()
+/// The request's body as JSON of type `T`: `unsupported-media-type` (415) unless the
+/// Content-Type is application/json, then as [`json_body`]. Handlers take the raw bytes (the
+/// signature layer has read and limited them already; idempotency compares them byte for byte)
+/// rather than actix's JSON extractor, whose errors cannot name a field by its path.
+pub fn json_request<T: serde::de::DeserializeOwned>(
+    req: &actix_web::HttpRequest,
+    body: &[u8],
+) -> Result<T, Problem> {
+    let json = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(json_error(actix_web::error::JsonPayloadError::ContentType));
+    }
+    json_body(body)
+}
+
+/// A body of type `T` from JSON (the caller checked the Content-Type), its errors as problems:
+/// not JSON at all is `malformed-request` (400); JSON of the wrong shape is `validation-failed`
+/// (422) naming the field by its path (`items[3].gross_fen`).
+pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() {
+            data_error(&path, &inner)
+        } else {
+            malformed(&inner)
+        }
+    })?;
+    // Trailing characters after the value are a syntax error too.
+    de.end().map_err(|e| malformed(&e))?;
+    Ok(value)
+}
+
+fn malformed(e: &serde_json::Error) -> Problem {
+    // A syntax error's message names only what was expected and where, never the input.
+    Problem::new(
+        400,
+        "malformed-request",
+        format!("the body is not valid JSON: {e}"),
+    )
+}
+
+/// A `validation-failed` problem for JSON of the wrong shape. serde's own message repeats the
+/// offending value ("invalid type: integer `8800123456`, expected a string"), and that value
+/// can be a card number or a phone number sent as a number: the contract never lets member data
+/// leave the gateway, in a problem or anywhere else. So the message keeps only what was
+/// expected, and the field is named by its path, never by a value.
+fn data_error(path: &str, e: &serde_json::Error) -> Problem {
+    let raw = e.to_string();
+    let (field, message) = crate::json_shape::describe(path, &raw);
+    Problem::validation(json!([{ "field": field, "message": message }]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem_of<T: serde::de::DeserializeOwned + std::fmt::Debug>(body: &str) -> Value {
+        json_body::<T>(body.as_bytes()).unwrap_err().body("r")
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Item {
+        card_no: String,
+        gross_fen: i64,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Batch {
+        items: Vec<Item>,
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_its_field_and_never_repeated() {
+        let p = problem_of::<Item>(r#"{"card_no":8800123456,"gross_fen":1}"#);
+        assert_eq!(p["code"], "validation-failed");
+        assert_eq!(p["errors"][0]["field"], "card_no");
+        assert_eq!(p["errors"][0]["message"], "wrong type: expected a string");
+        assert!(!p.to_string().contains("8800123456"), "{p}");
+        let p = problem_of::<Item>(r#"{"card_no":"8800123456","gross_fen":"13800138000"}"#);
+        assert_eq!(p["errors"][0]["field"], "gross_fen");
+        assert!(!p.to_string().contains("13800138000"), "{p}");
+    }
+
+    #[test]
+    fn nested_fields_are_named_by_their_path() {
+        let p = problem_of::<Batch>(
+            r#"{"items":[{"card_no":"1","gross_fen":1},{"card_no":"2","gross_fen":1.5}]}"#,
+        );
+        assert_eq!(p["errors"][0]["field"], "items[1].gross_fen");
+        assert!(!p.to_string().contains("1.5"), "{p}");
+        let p = problem_of::<Batch>(r#"{"items":[{"card_no":"1"}]}"#);
+        assert_eq!(p["errors"][0]["field"], "items[0].gross_fen");
+        assert_eq!(p["errors"][0]["message"], "missing field `gross_fen`");
+        let p = problem_of::<Item>(r#"{"card_no":"1","gross_fen":1,"extra":true}"#);
+        assert_eq!(p["errors"][0]["field"], "extra");
+    }
+
+    #[test]
+    fn not_json_is_malformed() {
+        let p = problem_of::<Item>(r#"{"card_no":"#);
+        assert_eq!(p["code"], "malformed-request");
+        let p = problem_of::<Item>(r#"{"card_no":"1","gross_fen":1} trailing"#);
+        assert_eq!(p["code"], "malformed-request");
+    }
 }

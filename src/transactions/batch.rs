@@ -83,8 +83,8 @@ fn one(conn: &mut DbConn, ctx: &Ctx<'_>, item: Value) -> Result<Answer, TxnError
     let now = crate::db::now_utc();
     match kind.as_ref().and_then(Value::as_str) {
         Some("sale") => {
-            let req: SaleRequest = serde_json::from_value(Value::Object(fields))
-                .map_err(|e| TxnError::validation("items", e.to_string()))?;
+            let req: SaleRequest = crate::json_shape::from_value(Value::Object(fields))
+                .map_err(|(field, message)| TxnError::validation(&field, message))?;
             let parsed = req.parse(ctx.now, s.max_backdate_days, s.max_txn_fen)?;
             idempotency::once(conn, &idem, now, |conn| {
                 let receipt = sale::record(conn, ctx, &parsed, &request_digest)?;
@@ -101,8 +101,8 @@ fn one(conn: &mut DbConn, ctx: &Ctx<'_>, item: Value) -> Result<Answer, TxnError
                     ))
                 }
             };
-            let req: ReversalRequest = serde_json::from_value(Value::Object(fields))
-                .map_err(|e| TxnError::validation("items", e.to_string()))?;
+            let req: ReversalRequest = crate::json_shape::from_value(Value::Object(fields))
+                .map_err(|(field, message)| TxnError::validation(&field, message))?;
             let parsed = req.parse(ctx.now, s.max_backdate_days, s.max_txn_fen)?;
             idempotency::once(conn, &idem, now, |conn| {
                 let receipt = reversal::record(

@@ -284,6 +284,20 @@ async fn a_short_nonce_is_invalid_signature() {
 }
 
 #[tokio::test]
+async fn a_signature_input_with_a_non_ascii_byte_is_invalid_not_missing() {
+    let app = spawn_app().await;
+    let rst = app.partner("P-RST-001");
+    let mut out = rst.sign("POST", VERIFY, Some(BODY));
+    let input = out.header("Signature-Input").unwrap().to_owned();
+    let start = input.find("nonce=\"").unwrap() + 7;
+    out.set_header(
+        "Signature-Input",
+        &format!("{}\u{e9}{}", &input[..start], &input[start + 1..]),
+    );
+    refused(&app, &out, 401, "invalid-signature").await;
+}
+
+#[tokio::test]
 async fn keys_endpoint_is_signed_and_lists_the_gateway_key() {
     let app = spawn_app().await;
     let rst = app.partner("P-RST-001");

@@ -538,6 +538,26 @@ async fn hostile_input_gets_a_4xx_problem_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_batch_item_of_the_wrong_shape_names_its_field_and_never_its_value() {
+    let app = spawn_app().await;
+    let rst = app.partner(RST);
+    let mut item = sale("B-9", GOLD_CARD, 10_000, 0, 0);
+    item["kind"] = json!("sale");
+    item["idempotency_key"] = json!("batch-key-9");
+    item["card_no"] = json!(8_800_123_456_i64);
+    let res = rst
+        .post_json("/v1/transactions/batch", &json!({ "items": [item] }))
+        .await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    let result = &res.json()["results"][0];
+    assert_eq!(result["status"], 422, "{result}");
+    assert_eq!(result["body"]["code"], "validation-failed");
+    assert_eq!(result["body"]["errors"][0]["field"], "card_no", "{result}");
+    assert!(!res.json().to_string().contains("8800123456"), "{result}");
+    assert_eq!(app.count("transactions"), 0);
+}
+
+#[tokio::test]
 async fn a_batch_mixes_sales_and_reversals_each_standing_alone() {
     let app = spawn_app().await;
     let rst = app.partner(RST);

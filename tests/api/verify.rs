@@ -152,9 +152,37 @@ async fn unknown_routes_and_methods_are_signed_problems() {
     let res = rst.send(&out).await;
     res.assert_problem(404, "not-found");
     assert_signed_by_gateway(&res, &rst.app_gateway_keys, out.header("Signature"));
-    let res = rst.send(&rst.sign("GET", VERIFY, None)).await;
-    assert!(matches!(res.status, 404 | 405), "{}", res.status);
-    assert_eq!(res.header("content-type"), Some("application/problem+json"));
+    // A known path with another method: 405, naming the methods it takes.
+    let out = rst.sign("GET", VERIFY, None);
+    let res = rst.send(&out).await;
+    res.assert_problem(405, "method-not-allowed");
+    assert_eq!(res.header("allow"), Some("POST"));
+    assert_signed_by_gateway(&res, &rst.app_gateway_keys, out.header("Signature"));
+    let res = rst
+        .send(&rst.sign("DELETE", "/v1/transactions", None))
+        .await;
+    res.assert_problem(405, "method-not-allowed");
+    assert_eq!(res.header("allow"), Some("GET, POST"));
+}
+
+#[tokio::test]
+async fn a_member_datum_sent_with_the_wrong_type_never_comes_back() {
+    let app = spawn_app().await;
+    let rst = app.partner("P-RST-001");
+    for (body, field, secret) in [
+        (&br#"{"card_no":8800123456}"#[..], "card_no", "8800123456"),
+        (&br#"{"phone":13800138000}"#[..], "phone", "13800138000"),
+    ] {
+        let res = rst.send(&rst.sign("POST", VERIFY, Some(body))).await;
+        let problem = res.assert_problem(422, "validation-failed");
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+        assert_eq!(
+            problem["errors"][0]["message"], "wrong type: expected a string",
+            "{problem}"
+        );
+        let text = String::from_utf8_lossy(&res.body);
+        assert!(!text.contains(secret), "{text}");
+    }
 }
 
 #[tokio::test]

@@ -36,9 +36,11 @@ fn rate_limited(limited: crate::members::limits::RateLimited) -> Problem {
 pub async fn verify(
     state: web::Data<AppState>,
     partner: PartnerCaller,
-    body: web::Json<VerifyRequest>,
+    req: actix_web::HttpRequest,
+    body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
-    let lookup = body.into_inner().parse()?;
+    let request: VerifyRequest = crate::http::problem::json_request(&req, &body)?;
+    let lookup = request.parse()?;
     state
         .verify_limits
         .request(partner.code.as_str(), chrono::Utc::now().timestamp())

@@ -59,6 +59,15 @@ where
         .await
 }
 
+/// `method-not-allowed` (405), with the resource's methods in `Allow` (RFC 9110, 15.5.6).
+pub fn method_not_allowed(allow: &'static str) -> actix_web::HttpResponse {
+    let p = Problem::for_status(actix_web::http::StatusCode::METHOD_NOT_ALLOWED);
+    actix_web::HttpResponse::MethodNotAllowed()
+        .insert_header(("allow", allow))
+        .content_type(crate::http::problem::PROBLEM_JSON)
+        .body(p.body("").to_string())
+}
+
 pub async fn not_found() -> Result<actix_web::HttpResponse, Problem> {
     Err(Problem::new(404, "not-found", "no such resource"))
 }

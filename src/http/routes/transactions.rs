@@ -2,14 +2,13 @@
 //! threads, answer. The use cases live in `crate::transactions`.
 use super::{blocking, write};
 use crate::http::extract::PartnerCaller;
-use crate::http::problem::{json_error, Problem};
+use crate::http::problem::{json_request, Problem};
 use crate::http::AppState;
 use crate::transactions::idempotency::{self, Answer, Key};
 use crate::transactions::input::{parse_idempotency_key, ReversalRequest, SaleRequest};
 use crate::transactions::reversal::Original;
 use crate::transactions::tokens::TokenRequest;
 use crate::transactions::{batch, read, reversal, sale, tokens, Ctx, TxnError};
-use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::TimeDelta;
 use serde_json::json;
@@ -51,25 +50,6 @@ impl From<TxnError> for Problem {
             TxnError::Db(cause) => Problem::internal(&cause),
         }
     }
-}
-
-/// The body as JSON of type `T`, with actix's JSON errors as problems. The raw bytes are kept
-/// by the caller: idempotency compares them byte for byte.
-fn parse_json<T: serde::de::DeserializeOwned>(
-    req: &HttpRequest,
-    body: &[u8],
-) -> Result<T, Problem> {
-    let json = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
-        return Err(json_error(actix_web::error::JsonPayloadError::ContentType));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| json_error(actix_web::error::JsonPayloadError::Deserialize(e)))
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<String, Problem> {
@@ -151,7 +131,7 @@ pub async fn record(
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
     let key = idempotency_key(&req)?;
-    let request: SaleRequest = parse_json(&req, &body)?;
+    let request: SaleRequest = json_request(&req, &body)?;
     let now = chrono::Utc::now();
     let s = &state.settings;
     let sale = request
@@ -180,7 +160,7 @@ pub async fn reverse(
 ) -> Result<HttpResponse, Problem> {
     let txn_id = path.into_inner();
     let key = idempotency_key(&req)?;
-    let request: ReversalRequest = parse_json(&req, &body)?;
+    let request: ReversalRequest = json_request(&req, &body)?;
     let now = chrono::Utc::now();
     let s = &state.settings;
     let input = request
@@ -210,7 +190,7 @@ pub async fn batch(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
-    let value: serde_json::Value = parse_json(&req, &body)?;
+    let value: serde_json::Value = json_request(&req, &body)?;
     let items = batch::items(value).map_err(Problem::from)?;
     let now = chrono::Utc::now();
     let st = state.clone();
@@ -286,7 +266,7 @@ pub async fn issue_token(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
-    let request: TokenRequest = parse_json(&req, &body)?;
+    let request: TokenRequest = json_request(&req, &body)?;
     let now = chrono::Utc::now();
     let st = state.clone();
     let issued = write(&state, move |conn| {
