@@ -14,6 +14,7 @@ use crate::http::{middleware, AppState, MAX_BULK_BODY_BYTES};
 use crate::pki::keys::{gateway_key_id, PrivateKey};
 use crate::pki::secrets::MemberKeys;
 use crate::pki::{files, Paths};
+use crate::transactions::sale_batch::SaleBatcher;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
@@ -94,6 +95,11 @@ impl Application {
                 Some(GroupCommit::start(pool.clone())?)
             } else {
                 None
+            },
+            sales: if sqlite {
+                None
+            } else {
+                Some(SaleBatcher::start(pool.clone(), SALE_BATCH_THREADS)?)
             },
             settings: settings.clone(),
             gateway_key: Arc::new(gateway_key),
@@ -417,6 +423,11 @@ async fn checkpoint_wal(pool: Pool, writes: Option<GroupCommit>) {
         }
     }
 }
+
+/// Threads booking sales on PostgreSQL (`transactions::sale_batch`), each with a connection
+/// while it books. At concurrency 32 and batches of up to 8, four keep every sale in a batch
+/// without leaving the pool (16 by default) short for the other requests.
+const SALE_BATCH_THREADS: usize = 4;
 
 /// A resource of the partner API with its methods (`allow`, as sent in `Allow`): any other
 /// method gets `method-not-allowed` (405), so a partner who sent the wrong method is told so

@@ -24,6 +24,9 @@ pub struct AppState {
     /// On SQLite, where the request path's writes run, batched into shared commits; `None` on
     /// PostgreSQL (see `routes::write`).
     pub writes: Option<GroupCommit>,
+    /// On PostgreSQL, where sales are booked several to a transaction; `None` on SQLite, whose
+    /// group commit already shares commits (see `transactions::sale_batch`).
+    pub sales: Option<crate::transactions::sale_batch::SaleBatcher>,
     pub settings: Arc<Settings>,
     pub gateway_key: Arc<PrivateKey>,
     pub gateway_key_id: Arc<str>,

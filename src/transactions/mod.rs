@@ -13,6 +13,7 @@ pub mod input;
 pub mod read;
 pub mod reversal;
 pub mod sale;
+pub mod sale_batch;
 pub mod tokens;
 
 use crate::config::Settings;

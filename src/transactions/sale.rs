@@ -9,7 +9,7 @@ use super::{
 use crate::alliance::business_day;
 use crate::db::business_days::BusinessDays;
 use crate::db::idempotency_keys::{StoredAnswer, StoredResponse};
-use crate::db::ledger::Ledger;
+use crate::db::ledger::{Ledger, Posting};
 use crate::db::offer_versions::OfferVersion;
 use crate::db::transactions::{AnswerLookup, Answered, MemberKey, SaleLocks, Transaction};
 use crate::db::{in_transaction, locks, now_utc, serialise_shared, write_tx, DbConn, DbError};
@@ -190,6 +190,80 @@ fn record_in(
     request_digest: &str,
     fold: Option<(&Key<'_>, NaiveDateTime)>,
 ) -> Result<Recorded, TxnError> {
+    match prepare_in(conn, ctx, sale, request_digest, fold)? {
+        Prepared::Stored(stored) => Ok(Recorded::Stored(stored)),
+        Prepared::Booking(b) => {
+            b.book(conn)?;
+            Ok(Recorded::Booked {
+                receipt: b.receipt,
+                body: b.body,
+            })
+        }
+    }
+}
+
+/// A sale judged under its locks, ready to be written.
+pub struct Booking {
+    pub txn: Transaction,
+    /// Whether the partner is given the member's ref from now on (it named them by card).
+    pub remember_ref: bool,
+    pub points_earned: i64,
+    pub points_redeemed: i64,
+    /// The answer to store under the Idempotency-Key, when one was folded in.
+    pub stored: Option<StoredResponse>,
+    pub receipt: Receipt,
+    /// The receipt's JSON, as answered and stored.
+    pub body: String,
+}
+
+impl Booking {
+    /// The sale's balanced points journal (empty when no points move), between the member and
+    /// the partner's `issued` and `redeemed` accounts.
+    pub fn postings<'a>(&self, issued: &'a str, redeemed: &'a str) -> Vec<Posting<'a>> {
+        postings(
+            &PointsMove {
+                partner: &self.txn.partner_code,
+                member_id: self.txn.member_id,
+                earned: self.points_earned,
+                redeemed: self.points_redeemed,
+            },
+            issued,
+            redeemed,
+        )
+    }
+
+    /// Writes the sale alone (see `Transaction::book`).
+    pub fn book(&self, conn: &mut DbConn) -> Result<(), DbError> {
+        let partner = &self.txn.partner_code;
+        let (issued, redeemed) = (issued_account(partner), redeemed_account(partner));
+        Transaction::book(
+            conn,
+            &self.txn,
+            self.remember_ref,
+            &self.postings(&issued, &redeemed),
+            self.stored.as_ref(),
+        )
+    }
+}
+
+/// What [`prepare_in`] found.
+pub enum Prepared {
+    /// The answer stored under the folded-in key; nothing is to be booked.
+    Stored(StoredAnswer),
+    /// The sale, judged and ready to write.
+    Booking(Box<Booking>),
+}
+
+/// Everything of [`record_in`] but the writes: the locks, the reads and the judgement. A
+/// refusal writes nothing (a member token is consumed only when the sale is then booked in
+/// the same transaction).
+pub fn prepare_in(
+    conn: &mut DbConn,
+    ctx: &Ctx<'_>,
+    sale: &Sale,
+    request_digest: &str,
+    fold: Option<(&Key<'_>, NaiveDateTime)>,
+) -> Result<Prepared, TxnError> {
     let partner = ctx.partner.as_str();
     let local = sale.occurred_at.with_timezone(&ctx.settings.timezone);
     let local_date = local.date_naive();
@@ -223,7 +297,7 @@ fn record_in(
         )?;
         match prelude.answered {
             Answered::Open => break prelude,
-            Answered::Stored(stored) => return Ok(Recorded::Stored(stored)),
+            Answered::Stored(stored) => return Ok(Prepared::Stored(stored)),
             // Another request holds the key: nothing was locked, so trying again is safe.
             Answered::InFlight if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(5));
@@ -306,17 +380,6 @@ fn record_in(
             DbError::Invariant(format!("sale {txn_id} would make a balance negative")).into(),
         );
     }
-    let (issued, redeemed) = (issued_account(partner), redeemed_account(partner));
-    let postings = postings(
-        &PointsMove {
-            partner,
-            member_id: member.id,
-            earned: amounts.points_earned,
-            redeemed: amounts.redeem_points,
-        },
-        &issued,
-        &redeemed,
-    );
 
     let mut txn = Transaction {
         txn_id: txn_id.clone(),
@@ -358,6 +421,13 @@ fn record_in(
         created_at: now,
         expires_at: now + k.retention,
     });
-    Transaction::book(conn, &txn, remember_ref, &postings, stored.as_ref())?;
-    Ok(Recorded::Booked { receipt, body })
+    Ok(Prepared::Booking(Box::new(Booking {
+        txn,
+        remember_ref,
+        points_earned: amounts.points_earned,
+        points_redeemed: amounts.redeem_points,
+        stored,
+        receipt,
+        body,
+    })))
 }

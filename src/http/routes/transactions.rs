@@ -1,12 +1,17 @@
 //! Thin handlers for the transaction endpoints: parse, run the use case on the database
 //! threads, answer. The use cases live in `crate::transactions`.
 use super::{blocking, write};
+use crate::db::executor::ExecutorError;
+use crate::db::idempotency_keys::StoredAnswer;
 use crate::http::extract::PartnerCaller;
 use crate::http::problem::{json_request, Problem};
 use crate::http::AppState;
 use crate::transactions::idempotency::{self, Answer, Key};
+use crate::transactions::input::Sale;
 use crate::transactions::input::{parse_idempotency_key, ReversalRequest, SaleRequest};
 use crate::transactions::reversal::Original;
+use crate::transactions::sale::Prepared;
+use crate::transactions::sale_batch::{SaleBatcher, SaleJob};
 use crate::transactions::tokens::TokenRequest;
 use crate::transactions::{batch, read, reversal, sale, tokens, Ctx, TxnError};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -137,6 +142,14 @@ pub async fn record(
     let sale = request
         .parse(now, s.max_backdate_days, s.max_txn_fen)
         .map_err(Problem::from)?;
+    // A redemption consumes its member token while it is judged, and a refusal must leave the
+    // token unused: so only sales that redeem nothing, whose judging writes nothing, are
+    // batched (see `SaleJob::prepare`).
+    if sale.redeem_points == 0 {
+        if let Some(sales) = state.sales.clone() {
+            return record_batched(state, sales, partner, key, &body, now, sale).await;
+        }
+    }
     idempotent(
         state,
         partner,
@@ -148,6 +161,128 @@ pub async fn record(
         },
     )
     .await
+}
+
+/// What a sale handed to the PostgreSQL batcher carries (`transactions::sale_batch`).
+struct SaleParts {
+    state: web::Data<AppState>,
+    partner: PartnerCaller,
+    sale: Sale,
+    key: String,
+    request_sha256: String,
+    digest: String,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+impl SaleParts {
+    fn with<R>(&self, f: impl FnOnce(&Ctx<'_>, &Key<'_>) -> R) -> R {
+        let st = &self.state;
+        let ctx = Ctx {
+            settings: &st.settings,
+            keys: &st.member_keys,
+            partner: &self.partner.code,
+            now: self.now,
+            registry: &self.partner.caller.registry,
+        };
+        let idem = Key {
+            partner: self.partner.code.as_str(),
+            key: &self.key,
+            request_sha256: &self.request_sha256,
+            retention: TimeDelta::hours(i64::from(st.settings.idempotency_retention_hours)),
+            // The handler retries a key held elsewhere (see `record_batched`).
+            in_flight_wait_ms: 0,
+        };
+        f(&ctx, &idem)
+    }
+}
+
+struct BatchedSale {
+    parts: std::sync::Arc<SaleParts>,
+    reply: tokio::sync::oneshot::Sender<Result<Answer, TxnError>>,
+}
+
+impl SaleJob for BatchedSale {
+    fn identity(&self) -> (String, String) {
+        let p = &self.parts;
+        let partner = p.partner.code.as_str();
+        (
+            format!("{partner}\0{}", p.key),
+            format!("{partner}\0{}", p.sale.partner_txn_id),
+        )
+    }
+
+    fn prepare(&self, conn: &mut crate::db::DbConn) -> Result<Prepared, TxnError> {
+        let p = &self.parts;
+        p.with(|ctx, idem| {
+            sale::prepare_in(
+                conn,
+                ctx,
+                &p.sale,
+                &p.digest,
+                Some((idem, p.now.naive_utc())),
+            )
+        })
+    }
+
+    fn replay(&self, stored: StoredAnswer) -> Result<Answer, TxnError> {
+        self.parts.with(|_, idem| idempotency::replay(idem, stored))
+    }
+
+    fn alone(&self, conn: &mut crate::db::DbConn) -> Result<Answer, TxnError> {
+        let p = &self.parts;
+        p.with(|ctx, idem| {
+            sale::record_once(conn, ctx, &p.sale, &p.digest, idem, p.now.naive_utc())
+        })
+    }
+
+    fn answer(self: Box<Self>, outcome: Result<Answer, TxnError>) {
+        // A caller that went away (client disconnected) no longer needs the answer.
+        let _ = self.reply.send(outcome);
+    }
+}
+
+/// `POST /v1/transactions` on PostgreSQL: the sale goes to the batcher, which books it with
+/// whatever other sales are waiting. A key that another request holds is retried here every
+/// few milliseconds, up to the in-flight wait, as in [`idempotent`].
+async fn record_batched(
+    state: web::Data<AppState>,
+    sales: SaleBatcher,
+    partner: PartnerCaller,
+    key: String,
+    body: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+    sale: Sale,
+) -> Result<HttpResponse, Problem> {
+    let parts = std::sync::Arc::new(SaleParts {
+        request_sha256: idempotency::sha256_hex(body),
+        digest: partner.caller.content_digest.clone().unwrap_or_default(),
+        state,
+        partner,
+        sale,
+        key,
+        now,
+    });
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_millis(idempotency::IN_FLIGHT_WAIT_MS);
+    loop {
+        let (reply, answered) = tokio::sync::oneshot::channel();
+        let job = Box::new(BatchedSale {
+            parts: parts.clone(),
+            reply,
+        });
+        if sales.submit(job).is_err() {
+            return Err(ExecutorError::Overloaded.into());
+        }
+        let outcome = answered
+            .await
+            .map_err(|_| Problem::from(ExecutorError::Lost))?;
+        match outcome {
+            Err(TxnError::IdempotencyKeyInFlight) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            other => return Ok(answer(other?)),
+        }
+    }
 }
 
 /// `POST /v1/transactions/{txn_id}/reversals`
