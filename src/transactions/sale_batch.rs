@@ -12,11 +12,12 @@
 //!   is judged, so redemptions take the path of a single sale.
 //! - **Alone when alone.** A batcher takes whatever sales are waiting, up to
 //!   [`MAX_BATCH_SALES`]. One sale waiting runs today's path, unchanged.
-//! - **The same locks, in the same order.** Each sale of a batch takes its key's lock (a
-//!   try-lock), the shared booking lock, its record lock and its member's lock, as alone.
-//!   Advisory locks are re-entrant within a session, so sales that share an Idempotency-Key or
-//!   a partner_txn_id never share a batch. A sale whose member is already in the batch runs
-//!   alone after the batch commits: its balance read could not see the earlier sale.
+//! - **The same locks.** Each sale of a batch takes its key's lock (a try-lock), the shared
+//!   booking lock, its record lock and its member's lock, as alone, the batch's sales in the
+//!   order of their members' names. Advisory locks are re-entrant within a session, so sales
+//!   that share an Idempotency-Key or a partner_txn_id never share a batch. A sale whose member
+//!   is already in the batch runs alone after the batch commits: its balance read could not
+//!   see the earlier sale.
 //! - **No answers the batch made up.** A refusal (member inactive, offer rule, …) writes
 //!   nothing, as alone. Any database error rolls the batch back, and each of its sales then
 //!   runs alone in a fresh transaction, so every caller gets the answer its request would have
@@ -42,6 +43,9 @@ pub trait SaleJob: Send {
     /// The Idempotency-Key and the partner_txn_id, each scoped by partner: two sales that share
     /// either never share a batch.
     fn identity(&self) -> (String, String);
+    /// The member as the request names them (card number or ref): a batch's sales take their
+    /// locks in this order (see [`run`]).
+    fn member_name(&self) -> &str;
     /// The sale locked, read and judged in the open transaction (`sale::prepare_in`, with the
     /// Idempotency-Key folded in). It must write nothing: a sale refused or sent to run alone
     /// stays in the batch's transaction, which commits. So only sales that redeem no points
@@ -126,6 +130,11 @@ fn run(conn: &mut DbConn, waiting: Vec<Box<dyn SaleJob>>) {
             batch.push(job);
         }
     }
+    // Each sale takes its member's lock as it is judged, so two batches that share two members
+    // would deadlock if they met them in opposite orders. In the order of the members' names
+    // they meet them in the same order (unless one names a member by card and the other by
+    // ref; PostgreSQL then detects the deadlock, and the batch it rolls back runs sale by sale).
+    batch.sort_by(|a, b| a.member_name().cmp(b.member_name()));
     if batch.len() == 1 {
         alone.splice(0..0, batch.drain(..));
     }

@@ -347,6 +347,69 @@ async fn concurrent_sales_of_one_member_each_count_every_sale_before_them() {
     assert_eq!(app.ledger_total(), 0);
 }
 
+/// Sales of several members at once, some members several times: on PostgreSQL they are
+/// booked several to a transaction (`transactions::sale_batch`), a member met twice in one
+/// batch running alone after it. Every receipt must be what the sale alone would have got:
+/// each member's balances count every sale of theirs before it, every sale has its journal,
+/// and the ledger balances.
+#[tokio::test]
+async fn sales_of_several_members_at_once_are_each_booked_as_alone() {
+    let app = spawn_app().await;
+    let cards = ["8800123456", "8800123457", "8800123458", "8800123459"];
+    let openings: Vec<i64> = cards.iter().map(|c| app.balance_of_card(c)).collect();
+    let entries_before = app.count("ledger_entries");
+    let sales: Vec<Value> = (0..32)
+        .map(|i| sale(&format!("MIX-{i}"), cards[i % 4], 20_000 + i as i64, 0, 0))
+        .collect();
+    let receipts = record_at_once(&app, sales).await;
+    for (c, card) in cards.iter().enumerate() {
+        let mine: Vec<&Value> = receipts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 4 == c)
+            .map(|(_, r)| r)
+            .collect();
+        let earned: Vec<i64> = mine
+            .iter()
+            .map(|r| r["points_earned"].as_i64().unwrap())
+            .collect();
+        assert!(earned.iter().all(|e| *e > 0), "{card}: {earned:?}");
+        // In the order the member's lock granted them, each balance is the one before plus
+        // this sale's points.
+        let mut by_balance: Vec<(i64, i64)> = mine
+            .iter()
+            .map(|r| {
+                (
+                    r["points_balance"].as_i64().unwrap(),
+                    r["points_earned"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        by_balance.sort_unstable();
+        let mut running = openings[c];
+        for (balance, points) in by_balance {
+            running += points;
+            assert_eq!(balance, running, "{card}: a balance that missed a sale");
+        }
+        assert_eq!(app.balance_of_card(card), running, "{card}");
+    }
+    assert_eq!(app.count("transactions"), 32);
+    assert_eq!(app.count("idempotency_keys"), 32);
+    assert_eq!(app.count("ledger_entries"), entries_before + 64);
+    assert_eq!(app.ledger_total(), 0);
+    // Each receipt is the stored row's.
+    for r in &receipts {
+        let txn_id = r["txn_id"].as_str().unwrap();
+        let stored = app
+            .partner(RST)
+            .get(&format!("/v1/transactions/{txn_id}"))
+            .await
+            .json();
+        assert_eq!(stored["points_balance"], r["points_balance"], "{txn_id}");
+        assert_eq!(stored["paid_fen"], r["paid_fen"], "{txn_id}");
+    }
+}
+
 /// On PostgreSQL a sale takes the member's balance lock inside `alliance_sale_prelude`, whose
 /// key SQL computes; reversals take it with the key Rust computes. They must be the same lock,
 /// or a clawback and a redemption of one member would not be ordered. (SQLite has no such

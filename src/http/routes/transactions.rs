@@ -7,8 +7,8 @@ use crate::http::extract::PartnerCaller;
 use crate::http::problem::{json_request, Problem};
 use crate::http::AppState;
 use crate::transactions::idempotency::{self, Answer, Key};
-use crate::transactions::input::Sale;
 use crate::transactions::input::{parse_idempotency_key, ReversalRequest, SaleRequest};
+use crate::transactions::input::{MemberName, Sale};
 use crate::transactions::reversal::Original;
 use crate::transactions::sale::Prepared;
 use crate::transactions::sale_batch::{SaleBatcher, SaleJob};
@@ -209,6 +209,13 @@ impl SaleJob for BatchedSale {
             format!("{partner}\0{}", p.key),
             format!("{partner}\0{}", p.sale.partner_txn_id),
         )
+    }
+
+    fn member_name(&self) -> &str {
+        match &self.parts.sale.member {
+            MemberName::Card(card) => card.as_str(),
+            MemberName::Ref(r) => r,
+        }
     }
 
     fn prepare(&self, conn: &mut crate::db::DbConn) -> Result<Prepared, TxnError> {
