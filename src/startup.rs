@@ -52,9 +52,11 @@ impl Application {
         let settings = Arc::new(settings);
         let paths = Paths::new(&settings);
         // One connection per request thread, and one more held by the group-commit writer
-        // (SQLite) or the chain linker (PostgreSQL), so neither waits for a request's.
+        // (SQLite) or the chain linker (PostgreSQL), so neither waits for a request's; on
+        // PostgreSQL one more per sale batcher, for the same reason.
         let sqlite = matches!(settings.database, crate::config::DatabaseUrl::Sqlite(_));
-        let pool = db::pool(&settings.database, settings.db_pool_size + 1)
+        let batchers = if sqlite { 0 } else { SALE_BATCH_THREADS as u32 };
+        let pool = db::pool(&settings.database, settings.db_pool_size + 1 + batchers)
             .context("opening the database")?;
         {
             let pool = pool.clone();

@@ -176,10 +176,10 @@ fn run(conn: &mut DbConn, waiting: Vec<Box<dyn SaleJob>>) {
 fn book_together(
     conn: &mut DbConn,
     batch: &[Box<dyn SaleJob>],
-) -> Result<(Vec<Outcome>, Vec<Box<Booking>>), DbError> {
+) -> Result<(Vec<Outcome>, Vec<Booking>), DbError> {
     write_tx(conn, |conn| {
         let mut outcomes = Vec::with_capacity(batch.len());
-        let mut bookings: Vec<Box<Booking>> = Vec::new();
+        let mut bookings: Vec<Booking> = Vec::new();
         let mut members = HashSet::new();
         for job in batch {
             match job.prepare(conn) {
@@ -187,7 +187,7 @@ fn book_together(
                 Ok(Prepared::Booking(b)) => {
                     if members.insert(b.txn.member_id) {
                         outcomes.push(Outcome::Booked(bookings.len()));
-                        bookings.push(b);
+                        bookings.push(*b);
                     } else {
                         outcomes.push(Outcome::Alone);
                     }
