@@ -254,9 +254,12 @@ pub enum Prepared {
     Booking(Box<Booking>),
 }
 
-/// Everything of [`record_in`] but the writes: the locks, the reads and the judgement. A
-/// refusal writes nothing (a member token is consumed only when the sale is then booked in
-/// the same transaction).
+/// Everything of [`record_in`] but the sale's own writes: the locks, the reads and the
+/// judgement. Two things are written here all the same: a redemption's member token is
+/// consumed, and on SQLite the sale takes its place in the chain (after every check). A
+/// refusal after the token's consumption rolls back with the request's transaction, so the
+/// caller must not commit what a refused sale did (see `sale_batch`, which batches only sales
+/// that redeem nothing, on PostgreSQL).
 pub fn prepare_in(
     conn: &mut DbConn,
     ctx: &Ctx<'_>,
