@@ -18,9 +18,11 @@
 //! - **Bounded.** At most [`MAX_BATCH_JOBS`] jobs per transaction and [`MAX_QUEUED_JOBS`]
 //!   waiting; beyond that the caller gets `Overloaded` (503).
 //!
-//! Not on PostgreSQL: there a batch would be one connection working through its jobs one
-//! round trip at a time (measured at half the throughput of separate transactions), and the
-//! server already shares WAL flushes between concurrent commits (see `http::routes::write`).
+//! Not on PostgreSQL: there a batch of whole requests, savepoints and all, would be one
+//! connection working through its jobs one round trip at a time (measured at half the
+//! throughput of separate transactions), and the server already shares WAL flushes between
+//! concurrent commits (see `http::routes::write`). What pays there is fewer statements: sales
+//! are batched into one booking statement instead (`transactions::sale_batch`).
 use super::executor::ExecutorError;
 use super::wal::{self, WalState};
 use super::{DbConn, DbError, Pool};
