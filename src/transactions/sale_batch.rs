@@ -148,11 +148,17 @@ fn run(conn: &mut DbConn, waiting: Vec<Box<dyn SaleJob>>) {
                 for (job, outcome) in batch.into_iter().zip(outcomes) {
                     match outcome {
                         Outcome::Done(answer) => job.answer(answer),
-                        Outcome::Booked(i) => job.answer(Ok(Answer {
-                            status: 201,
-                            body: bookings[i].body.clone(),
-                            replayed: false,
-                        })),
+                        Outcome::Booked(i) => job.answer(match bookings.get(i) {
+                            Some(b) => Ok(Answer {
+                                status: 201,
+                                body: b.body.clone(),
+                                replayed: false,
+                            }),
+                            None => Err(TxnError::Db(DbError::Invariant(format!(
+                                "sale batch: booking {i} of {} missing",
+                                bookings.len()
+                            )))),
+                        }),
                         Outcome::Alone => later.push(job),
                     }
                 }
