@@ -38,6 +38,7 @@ pub mod prepared;
 pub mod reconciliation_uploads;
 pub mod registry_generation;
 pub mod reversals;
+pub mod sale_bookings;
 pub mod schema;
 pub mod settlement_runs;
 pub mod signing_keys;
