@@ -63,12 +63,10 @@ impl Transaction {
             })
             .collect();
         let answers: Vec<&StoredResponse> = sales.iter().filter_map(|s| s.answer).collect();
-        let booked: Booked = super::prepared::prepared(
-            "WITH t AS (INSERT INTO transactions (txn_id, partner_code, partner_txn_id, member_id, \
-                   member_ref, store_id, occurred_at, business_date, late, gross_fen, \
-                   discount_fen, redeem_points, redeem_value_fen, paid_fen, points_earned, \
-                   points_balance, offer_version, request_digest, seq, line_hash, created_at) \
-                   SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], \
+        let booked: Booked = super::prepared::prepared(concat!(
+            "WITH t AS (INSERT INTO transactions (",
+            transaction_columns!(),
+            ") SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], \
                    $5::TEXT[], $6::TEXT[], $7::TIMESTAMP[], $8::DATE[], $9::BOOLEAN[], \
                    $10::BIGINT[], $11::BIGINT[], $12::BIGINT[], $13::BIGINT[], $14::BIGINT[], \
                    $15::BIGINT[], $16::BIGINT[], $17::BIGINT[], $18::TEXT[], $19::BIGINT[], \
@@ -92,15 +90,11 @@ impl Transaction {
                    response_status, response_body, created_at, expires_at) \
                    SELECT * FROM unnest($33::TEXT[], $34::TEXT[], $35::TEXT[], $36::INTEGER[], \
                    $37::TEXT[], $38::TIMESTAMP[], $39::TIMESTAMP[]) \
-                   ON CONFLICT (partner_code, idempotency_key) DO UPDATE SET \
-                   request_sha256 = excluded.request_sha256, \
-                   response_status = excluded.response_status, \
-                   response_body = excluded.response_body, \
-                   created_at = excluded.created_at, expires_at = excluded.expires_at \
-                   RETURNING 1) \
-             SELECT (SELECT count(*) FROM e) AS entries, (SELECT count(*) FROM t) AS sales, \
-                    (SELECT count(*) FROM a) AS answers",
-        )
+                   ",
+            answer_upsert!(),
+            ") SELECT (SELECT count(*) FROM e) AS entries, (SELECT count(*) FROM t) AS sales, \
+                    (SELECT count(*) FROM a) AS answers"
+        ))
         .bind::<Array<Text>, _>(t(|x| &x.txn_id))
         .bind::<Array<Text>, _>(t(|x| &x.partner_code))
         .bind::<Array<Text>, _>(t(|x| &x.partner_txn_id))
@@ -108,7 +102,12 @@ impl Transaction {
         .bind::<Array<Text>, _>(t(|x| &x.member_ref))
         .bind::<Array<Text>, _>(t(|x| &x.store_id))
         .bind::<Array<Timestamp>, _>(sales.iter().map(|s| s.txn.occurred_at).collect::<Vec<_>>())
-        .bind::<Array<Date>, _>(sales.iter().map(|s| s.txn.business_date).collect::<Vec<_>>())
+        .bind::<Array<Date>, _>(
+            sales
+                .iter()
+                .map(|s| s.txn.business_date)
+                .collect::<Vec<_>>(),
+        )
         .bind::<Array<Bool>, _>(sales.iter().map(|s| s.txn.late).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(n(|x| x.gross_fen))
         .bind::<Array<BigInt>, _>(n(|x| x.discount_fen))
@@ -121,25 +120,78 @@ impl Transaction {
         .bind::<Array<Text>, _>(t(|x| &x.request_digest))
         .bind::<Array<Nullable<BigInt>>, _>(sales.iter().map(|s| s.txn.seq).collect::<Vec<_>>())
         .bind::<Array<Nullable<Text>>, _>(
-            sales.iter().map(|s| s.txn.line_hash.as_deref()).collect::<Vec<_>>(),
+            sales
+                .iter()
+                .map(|s| s.txn.line_hash.as_deref())
+                .collect::<Vec<_>>(),
         )
         .bind::<Array<Timestamp>, _>(sales.iter().map(|s| s.txn.created_at).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(refs.iter().map(|s| s.txn.partner_code.as_str()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(refs.iter().map(|s| s.txn.member_ref.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            refs.iter()
+                .map(|s| s.txn.partner_code.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            refs.iter()
+                .map(|s| s.txn.member_ref.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind::<Array<BigInt>, _>(refs.iter().map(|s| s.txn.member_id).collect::<Vec<_>>())
         .bind::<Array<Timestamp>, _>(refs.iter().map(|s| s.txn.created_at).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(journaled.iter().map(|s| s.txn.txn_id.as_str()).collect::<Vec<_>>())
-        .bind::<Array<Timestamp>, _>(journaled.iter().map(|s| s.txn.created_at).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            journaled
+                .iter()
+                .map(|s| s.txn.txn_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Timestamp>, _>(
+            journaled
+                .iter()
+                .map(|s| s.txn.created_at)
+                .collect::<Vec<_>>(),
+        )
         .bind::<Array<Text>, _>(entries.iter().map(|e| e.0).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(entries.iter().map(|e| e.1.account).collect::<Vec<_>>())
-        .bind::<Array<Nullable<BigInt>>, _>(entries.iter().map(|e| e.1.member_id).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.1.amount_points).collect::<Vec<_>>())
+        .bind::<Array<Nullable<BigInt>>, _>(
+            entries.iter().map(|e| e.1.member_id).collect::<Vec<_>>(),
+        )
+        .bind::<Array<BigInt>, _>(
+            entries
+                .iter()
+                .map(|e| e.1.amount_points)
+                .collect::<Vec<_>>(),
+        )
         .bind::<Array<Timestamp>, _>(entries.iter().map(|e| e.2).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(answers.iter().map(|a| a.partner_code.as_str()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(answers.iter().map(|a| a.idempotency_key.as_str()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(answers.iter().map(|a| a.request_sha256.as_str()).collect::<Vec<_>>())
-        .bind::<Array<Integer>, _>(answers.iter().map(|a| a.response_status).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(answers.iter().map(|a| a.response_body.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            answers
+                .iter()
+                .map(|a| a.partner_code.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            answers
+                .iter()
+                .map(|a| a.idempotency_key.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            answers
+                .iter()
+                .map(|a| a.request_sha256.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Integer>, _>(
+            answers
+                .iter()
+                .map(|a| a.response_status)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            answers
+                .iter()
+                .map(|a| a.response_body.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind::<Array<Timestamp>, _>(answers.iter().map(|a| a.created_at).collect::<Vec<_>>())
         .bind::<Array<Timestamp>, _>(answers.iter().map(|a| a.expires_at).collect::<Vec<_>>())
         .get_result(pg)?;

@@ -351,7 +351,7 @@ impl Transaction {
         let amounts: Vec<i64> = postings.iter().map(|p| p.amount_points).collect();
         // Data-modifying CTEs all run, to completion, whether or not the final SELECT reads
         // them; the journal's CTE writes nothing when no points move (no postings).
-        let booked: Booked = super::prepared::prepared(
+        let booked: Booked = super::prepared::prepared(concat!(
             "WITH r AS (INSERT INTO member_refs (partner_code, member_ref, member_id, created_at) \
                         SELECT $2, $5, $4, $21 WHERE $22 ON CONFLICT DO NOTHING), \
              j AS (INSERT INTO ledger_journals (kind, reference, created_at) \
@@ -362,24 +362,18 @@ impl Transaction {
                    FROM j, unnest($23, $24, $25) WITH ORDINALITY \
                         AS e(account, member_id, amount_points, n) \
                    ORDER BY e.n RETURNING 1), \
-             t AS (INSERT INTO transactions (txn_id, partner_code, partner_txn_id, member_id, \
-                   member_ref, store_id, occurred_at, business_date, late, gross_fen, \
-                   discount_fen, redeem_points, redeem_value_fen, paid_fen, points_earned, \
-                   points_balance, offer_version, request_digest, seq, line_hash, created_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             t AS (INSERT INTO transactions (",
+            transaction_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
                    $16, $17, $18, $19, $20, $21) RETURNING 1), \
              a AS (INSERT INTO idempotency_keys (partner_code, idempotency_key, request_sha256, \
                    response_status, response_body, created_at, expires_at) \
                    SELECT $2, $26, $27, $28, $29, $21, $30 WHERE $26 IS NOT NULL \
-                   ON CONFLICT (partner_code, idempotency_key) DO UPDATE SET \
-                   request_sha256 = excluded.request_sha256, \
-                   response_status = excluded.response_status, \
-                   response_body = excluded.response_body, \
-                   created_at = excluded.created_at, expires_at = excluded.expires_at \
-                   RETURNING 1) \
-             SELECT (SELECT count(*) FROM e) AS entries, (SELECT count(*) FROM t) AS sales, \
-                    (SELECT count(*) FROM a) AS answers",
-        )
+                   ",
+            answer_upsert!(),
+            ") SELECT (SELECT count(*) FROM e) AS entries, (SELECT count(*) FROM t) AS sales, \
+                    (SELECT count(*) FROM a) AS answers"
+        ))
         .bind::<Text, _>(&t.txn_id)
         .bind::<Text, _>(&t.partner_code)
         .bind::<Text, _>(&t.partner_txn_id)
