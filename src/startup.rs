@@ -5,6 +5,7 @@ use crate::db::alliance::Alliance;
 use crate::db::executor::Executor;
 use crate::db::gateway_keys::GatewayKey;
 use crate::db::group_commit::GroupCommit;
+use crate::db::nonce_batch::NonceBatcher;
 use crate::db::nonces::Nonce;
 use crate::db::{self, Pool};
 use crate::http::problem::json_error;
@@ -53,9 +54,13 @@ impl Application {
         let paths = Paths::new(&settings);
         // One connection per request thread, and one more held by the group-commit writer
         // (SQLite) or the chain linker (PostgreSQL), so neither waits for a request's; on
-        // PostgreSQL one more per sale batcher, for the same reason.
+        // PostgreSQL one more per sale batcher and per nonce claimer, for the same reason.
         let sqlite = matches!(settings.database, crate::config::DatabaseUrl::Sqlite(_));
-        let batchers = if sqlite { 0 } else { SALE_BATCH_THREADS as u32 };
+        let batchers = if sqlite {
+            0
+        } else {
+            (SALE_BATCH_THREADS + NONCE_BATCH_THREADS) as u32
+        };
         let pool = db::pool(&settings.database, settings.db_pool_size + 1 + batchers)
             .context("opening the database")?;
         {
@@ -102,6 +107,11 @@ impl Application {
                 None
             } else {
                 Some(SaleBatcher::start(pool.clone(), SALE_BATCH_THREADS)?)
+            },
+            nonces: if sqlite {
+                None
+            } else {
+                Some(NonceBatcher::start(pool.clone(), NONCE_BATCH_THREADS)?)
             },
             settings: settings.clone(),
             gateway_key: Arc::new(gateway_key),
@@ -430,6 +440,10 @@ async fn checkpoint_wal(pool: Pool, writes: Option<GroupCommit>) {
 /// while it books. At concurrency 32 and batches of up to 8, four keep every sale in a batch
 /// without leaving the pool (16 by default) short for the other requests.
 const SALE_BATCH_THREADS: usize = 4;
+/// Threads claiming nonces on PostgreSQL (`db::nonce_batch`), each with a connection while it
+/// claims. A claim is one short statement, so two keep up with the sale batchers: while one
+/// waits for PostgreSQL, the other gathers the next batch.
+const NONCE_BATCH_THREADS: usize = 2;
 
 /// A resource of the partner API with its methods (`allow`, as sent in `Allow`): any other
 /// method gets `method-not-allowed` (405), so a partner who sent the wrong method is told so

@@ -56,6 +56,7 @@ pub mod ledger;
 pub mod member_refs;
 pub mod member_tokens;
 pub mod members;
+pub mod nonce_batch;
 pub mod nonces;
 pub mod offer_versions;
 pub mod partner_chains;

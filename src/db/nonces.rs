@@ -1,8 +1,12 @@
 use super::registry_generation::RegistryGeneration;
 use super::schema::request_nonces;
-use super::DbConn;
+use super::{DbConn, DbError};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use std::collections::HashSet;
+
+/// Nonce claims in one statement ([`Nonce::claim_many`]): bounds the arrays sent.
+pub const MAX_CLAIMS_PER_STATEMENT: usize = 64;
 
 #[derive(Debug, Insertable)]
 #[diesel(table_name = request_nonces)]
@@ -96,6 +100,87 @@ impl Nonce {
                 Ok((fresh, RegistryGeneration::current(conn)?))
             }
         }
+    }
+
+    /// Claims several nonces at once, as [`Nonce::claim_reading_generation`] claims one:
+    /// `(fresh, generation)`, `fresh[i]` for `claims[i]`. On PostgreSQL one statement over
+    /// arrays, outside any transaction, committed without waiting for its WAL flush (why that
+    /// is safe: [`Nonce::claim_reading_generation`]). For `db::nonce_batch`.
+    ///
+    /// A nonce named twice in `claims` is fresh at most once, at its first place: two requests
+    /// that carry one nonce are a replay, whichever comes second. At most
+    /// [`MAX_CLAIMS_PER_STATEMENT`] claims.
+    pub fn claim_many(
+        conn: &mut DbConn,
+        claims: &[NewNonce<'_>],
+    ) -> Result<(Vec<bool>, i64), DbError> {
+        use diesel::sql_types::{Array, BigInt, Text, Timestamp};
+        if claims.len() > MAX_CLAIMS_PER_STATEMENT {
+            return Err(DbError::Invariant(format!(
+                "{} nonce claims in one statement; at most {MAX_CLAIMS_PER_STATEMENT}",
+                claims.len()
+            )));
+        }
+        // Each nonce once: the first place it is named.
+        let mut seen = HashSet::with_capacity(claims.len());
+        let firsts: Vec<usize> = (0..claims.len())
+            .filter(|&i| seen.insert((claims[i].key_id, claims[i].nonce_sha256)))
+            .collect();
+        let mut fresh = vec![false; claims.len()];
+        if super::in_transaction(conn) {
+            // Its commit without a flush would become the enclosing transaction's.
+            return Err(DbError::Invariant(
+                "nonce claims in one statement must not run inside a transaction".into(),
+            ));
+        }
+        let pg = match conn {
+            DbConn::Postgres(pg) => pg,
+            DbConn::Sqlite(_) => {
+                for &i in &firsts {
+                    fresh[i] = Self::claim(conn, &claims[i])?;
+                }
+                return Ok((fresh, RegistryGeneration::current(conn)?));
+            }
+        };
+        #[derive(QueryableByName)]
+        struct Claimed {
+            /// The 1-based places (in the arrays sent) of the nonces inserted.
+            #[diesel(sql_type = Array<BigInt>)]
+            inserted: Vec<i64>,
+            #[diesel(sql_type = BigInt)]
+            generation: i64,
+        }
+        let key_ids: Vec<&str> = firsts.iter().map(|&i| claims[i].key_id).collect();
+        let nonces: Vec<&str> = firsts.iter().map(|&i| claims[i].nonce_sha256).collect();
+        let expires: Vec<NaiveDateTime> = firsts.iter().map(|&i| claims[i].expires_at).collect();
+        // A fixed text, so that it stays prepared (see `prepared`).
+        let row = super::prepared::prepared(
+            "WITH c AS (SELECT * FROM unnest($1::text[], $2::text[], $3::timestamp[]) \
+             WITH ORDINALITY AS c(key_id, nonce_sha256, expires_at, i)), \
+             n AS (INSERT INTO request_nonces (key_id, nonce_sha256, expires_at) \
+             SELECT key_id, nonce_sha256, expires_at FROM c ON CONFLICT DO NOTHING \
+             RETURNING key_id, nonce_sha256), \
+             a AS (SELECT set_config('synchronous_commit', 'off', true)) \
+             SELECT ARRAY(SELECT c.i FROM c JOIN n USING (key_id, nonce_sha256)) AS inserted, \
+             g.generation FROM registry_generation g, a WHERE g.id = 1",
+        )
+        .bind::<Array<Text>, _>(key_ids)
+        .bind::<Array<Text>, _>(nonces)
+        .bind::<Array<Timestamp>, _>(expires)
+        .get_result::<Claimed>(pg)?;
+        for place in row.inserted {
+            let sent = usize::try_from(place - 1).ok().and_then(|p| firsts.get(p));
+            match sent {
+                Some(&i) => fresh[i] = true,
+                None => {
+                    return Err(DbError::Invariant(format!(
+                        "nonce claim: place {place} of {} sent",
+                        firsts.len()
+                    )))
+                }
+            }
+        }
+        Ok((fresh, row.generation))
     }
 
     /// Deletes nonces whose window has passed, in batches (see `db::prune_in_batches`); a

@@ -5,6 +5,7 @@ use super::metrics;
 use super::problem::{Problem, PROBLEM_JSON};
 use super::{body_limit, AppState};
 use crate::auth::{self, Caller, PeerCertificate, RequestView};
+use crate::db::nonce_batch::NonceClaim;
 use crate::db::nonces::{NewNonce, Nonce};
 use crate::signature::digest::content_digest;
 use crate::signature::sign::sign_response;
@@ -127,12 +128,13 @@ async fn authenticate(
     let pool = state.pool.clone();
     let registry = state.registry.clone();
     let now = chrono::Utc::now();
-    // Only a request that writes anyway (a sale, a reversal, a token) sends its nonce through
-    // the group-commit writer, in the same queue as its write. A read-only request (verify)
-    // claims it right here: for it the hand-over to the writer thread cost more than the
-    // shared commit saved (measured at concurrency 1 and 64). On PostgreSQL every claim is one
-    // autocommit statement, right here.
-    let batching = state.writes.is_some() && writes_anyway(&owned.method, &owned.path);
+    // Only a request that writes anyway (a sale, a reversal, a token) has its nonce claimed
+    // with others': on SQLite through the group-commit writer, in the same queue as its write;
+    // on PostgreSQL by the nonce claimers, several to a statement (`db::nonce_batch`). A
+    // read-only request (verify) claims it right here: on SQLite the hand-over to the writer
+    // thread cost more than the shared commit saved (measured at concurrency 1 and 64).
+    let batching = (state.writes.is_some() || state.nonces.is_some())
+        && writes_anyway(&owned.method, &owned.path);
     // Checked against the cached registry, then confirmed (see `auth::Stage`).
     let (stage, peer, owned) = state
         .db
@@ -154,6 +156,25 @@ async fn authenticate(
         })
         .await
         .map_err(|e| (Problem::from(e), None))?;
+    let stage = match (stage, state.nonces.as_ref().filter(|_| batching)) {
+        (Ok(auth::Stage::ToClaim(pending)), Some(nonces)) => {
+            // On PostgreSQL the claim joins the next claimer's statement.
+            let row = pending.new_nonce();
+            let claim = NonceClaim {
+                key_id: row.key_id.to_owned(),
+                nonce_sha256: row.nonce_sha256.to_owned(),
+                expires_at: row.expires_at,
+            };
+            let claimed = nonces
+                .claim(claim)
+                .await
+                .map_err(|e| (Problem::from(e), None))?;
+            claimed
+                .map_err(auth::AuthError::from)
+                .map(|(fresh, generation)| pending.after_claim(fresh, generation))
+        }
+        (other, _) => other,
+    };
     let stage = match (stage, state.writes.as_ref().filter(|_| batching)) {
         (Ok(auth::Stage::ToClaim(pending)), Some(writes)) => {
             // On SQLite the claim joins the next group-commit batch.

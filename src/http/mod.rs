@@ -27,6 +27,9 @@ pub struct AppState {
     /// On PostgreSQL, where sales are booked several to a transaction; `None` on SQLite, whose
     /// group commit already shares commits (see `transactions::sale_batch`).
     pub sales: Option<crate::transactions::sale_batch::SaleBatcher>,
+    /// On PostgreSQL, where the nonces of requests that write anyway are claimed several to a
+    /// statement; `None` on SQLite, whose group commit claims them (see `db::nonce_batch`).
+    pub nonces: Option<crate::db::nonce_batch::NonceBatcher>,
     pub settings: Arc<Settings>,
     pub gateway_key: Arc<PrivateKey>,
     pub gateway_key_id: Arc<str>,

@@ -169,6 +169,45 @@ async fn a_nonce_claim_is_single_use_and_leaves_later_commits_synchronous() {
     }
 }
 
+/// Several claims in one statement (`Nonce::claim_many`, PostgreSQL's nonce claimers): each
+/// nonce is fresh once, however often it is named or was claimed before, and the statement
+/// reads the same registry generation a single claim does. It never runs inside a
+/// transaction, whose commit its unflushed one would become.
+#[tokio::test]
+async fn nonces_claimed_together_are_each_fresh_once() {
+    use alliance_gateway::db::nonces::{NewNonce, Nonce};
+    use diesel::Connection;
+    let app = spawn_app().await;
+    let mut conn = app.conn();
+    let expires_at = alliance_gateway::db::now_utc() + chrono::Duration::seconds(600);
+    let new = |key_id: &'static str, nonce: &'static str| NewNonce {
+        key_id,
+        nonce_sha256: nonce,
+        expires_at,
+    };
+    let nonces_before = app.count("request_nonces");
+    let (earlier, generation) =
+        Nonce::claim_reading_generation(&mut conn, &new("P-RST-001/k1", "old")).unwrap();
+    assert!(earlier);
+    let claims = [
+        new("P-RST-001/k1", "a"),
+        new("P-RST-001/k1", "old"),
+        new("P-RST-001/k1", "a"),
+        new("P-CIN-001/k1", "a"),
+        new("P-RST-001/k1", "b"),
+    ];
+    let (fresh, at) = Nonce::claim_many(&mut conn, &claims).unwrap();
+    assert_eq!(fresh, [true, false, false, true, true]);
+    assert_eq!(at, generation);
+    let (again, _) = Nonce::claim_many(&mut conn, &claims[..2]).unwrap();
+    assert_eq!(again, [false, false], "claimed once, for good");
+    assert_eq!(app.count("request_nonces"), nonces_before + 4);
+    let inside = conn.transaction(|c| {
+        Ok::<_, diesel::result::Error>(Nonce::claim_many(c, &[new("P-RST-001/k1", "c")]).is_err())
+    });
+    assert!(inside.unwrap(), "refused inside a transaction");
+}
+
 #[tokio::test]
 async fn an_unknown_key_id_is_unknown_key() {
     let app = spawn_app().await;

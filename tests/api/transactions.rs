@@ -410,6 +410,38 @@ async fn sales_of_several_members_at_once_are_each_booked_as_alone() {
     }
 }
 
+/// One signed sale sent eight times at once: its nonce is claimed by one of them only, so
+/// exactly one is recorded and the others are refused as replays, having written nothing. On
+/// PostgreSQL the eight claims meet in the nonce claimers' statements (`db::nonce_batch`),
+/// where a nonce named twice is fresh once; on SQLite in the group-commit writer.
+#[tokio::test]
+async fn one_signed_sale_sent_eight_times_at_once_is_recorded_once() {
+    let app = spawn_app().await;
+    let rst = std::sync::Arc::new(app.partner(RST));
+    let body = serde_json::to_vec(&sale("REPLAY-AT-ONCE", "8800123456", 12_000, 0, 0)).unwrap();
+    let out = rst.sign_idem("POST", "/v1/transactions", &body, &idem());
+    let (txns, keys) = (app.count("transactions"), app.count("idempotency_keys"));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (rst, out) = (rst.clone(), out.clone());
+            tokio::spawn(async move { rst.send(&out).await })
+        })
+        .collect();
+    let mut recorded = 0;
+    for t in tasks {
+        let res = t.await.unwrap();
+        if res.status == 201 {
+            recorded += 1;
+        } else {
+            res.assert_problem(401, "replayed-request");
+        }
+    }
+    assert_eq!(recorded, 1, "exactly one of the eight is the sale");
+    assert_eq!(app.count("transactions"), txns + 1);
+    assert_eq!(app.count("idempotency_keys"), keys + 1);
+    assert_eq!(app.ledger_total(), 0);
+}
+
 /// On PostgreSQL a sale takes the member's balance lock inside `alliance_sale_prelude`, whose
 /// key SQL computes; reversals take it with the key Rust computes. They must be the same lock,
 /// or a clawback and a redemption of one member would not be ordered. (SQLite has no such
