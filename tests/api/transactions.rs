@@ -442,6 +442,89 @@ async fn one_signed_sale_sent_eight_times_at_once_is_recorded_once() {
     assert_eq!(app.ledger_total(), 0);
 }
 
+/// A sale batch that meets a database error is rolled back whole, and each of its sales runs
+/// alone, getting the answer it would have got alone (`transactions::sale_batch`). The error
+/// here is real: a statement trigger, installed for this test only, refuses any insert of
+/// several sales at once that includes a `BOOM-` sale, and counts its refusals in a sequence
+/// (which a rollback does not undo). Alone, every sale passes. Sales are sent four at a time,
+/// one per active member, until a refused batch has been seen. PostgreSQL only: SQLite books
+/// sale by sale.
+#[tokio::test]
+async fn a_sale_batch_rolled_back_by_a_database_error_runs_each_sale_alone() {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Seen {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        refused: i64,
+    }
+    let app = spawn_app().await;
+    let mut conn = app.conn();
+    let alliance_gateway::db::DbConn::Postgres(pg) = &mut conn else {
+        return;
+    };
+    diesel::sql_query("CREATE SEQUENCE test_refused_batches MINVALUE 0 START 0")
+        .execute(pg)
+        .unwrap();
+    diesel::sql_query(
+        "CREATE FUNCTION test_refuse_batches() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN \
+           IF (SELECT count(*) FROM new_rows) > 1 \
+              AND EXISTS (SELECT 1 FROM new_rows WHERE partner_txn_id LIKE 'BOOM-%') THEN \
+             PERFORM nextval('test_refused_batches'); \
+             RAISE EXCEPTION 'test: a batch holding a BOOM sale'; \
+           END IF; \
+           RETURN NULL; \
+         END $$",
+    )
+    .execute(pg)
+    .unwrap();
+    diesel::sql_query(
+        "CREATE TRIGGER test_refuse_batches AFTER INSERT ON transactions \
+         REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT \
+         EXECUTE FUNCTION test_refuse_batches()",
+    )
+    .execute(pg)
+    .unwrap();
+    let refused = |pg: &mut diesel::PgConnection| -> i64 {
+        diesel::sql_query(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS refused \
+             FROM test_refused_batches",
+        )
+        .get_result::<Seen>(pg)
+        .unwrap()
+        .refused
+    };
+    let cards = ["8800123456", "8800123457", "8800123458", "8800123459"];
+    let mut expected: Vec<i64> = cards.iter().map(|c| app.balance_of_card(c)).collect();
+    let entries_before = app.count("ledger_entries");
+    let mut rounds = 0;
+    while refused(pg) == 0 && rounds < 20 {
+        let sales: Vec<Value> = cards
+            .iter()
+            .enumerate()
+            .map(|(c, card)| {
+                let id = if c == 0 { "BOOM" } else { "PLAIN" };
+                sale(&format!("{id}-{rounds}-{c}"), card, 10_000 + c as i64, 0, 0)
+            })
+            .collect();
+        // Every sale is recorded, the BOOM one too: alone, nothing refuses it.
+        for (c, receipt) in record_at_once(&app, sales).await.iter().enumerate() {
+            let earned = receipt["points_earned"].as_i64().unwrap();
+            assert!(earned > 0, "{receipt}");
+            expected[c] += earned;
+        }
+        rounds += 1;
+    }
+    assert!(refused(pg) > 0, "no batch met the error in {rounds} rounds");
+    for (card, balance) in cards.iter().zip(&expected) {
+        assert_eq!(app.balance_of_card(card), *balance, "{card}");
+    }
+    assert_eq!(app.count("transactions"), 4 * rounds);
+    assert_eq!(app.count("idempotency_keys"), 4 * rounds);
+    assert_eq!(app.count("ledger_entries"), entries_before + 8 * rounds);
+    assert_eq!(app.ledger_total(), 0);
+}
+
 /// On PostgreSQL a sale takes the member's balance lock inside `alliance_sale_prelude`, whose
 /// key SQL computes; reversals take it with the key Rust computes. They must be the same lock,
 /// or a clawback and a redemption of one member would not be ordered. (SQLite has no such
