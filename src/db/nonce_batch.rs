@@ -40,21 +40,32 @@ pub struct NonceClaim {
     pub expires_at: NaiveDateTime,
 }
 
+impl NonceClaim {
+    /// The claim as the row it inserts.
+    pub fn row(&self) -> NewNonce<'_> {
+        NewNonce {
+            key_id: &self.key_id,
+            nonce_sha256: &self.nonce_sha256,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+impl From<&NewNonce<'_>> for NonceClaim {
+    fn from(row: &NewNonce<'_>) -> Self {
+        NonceClaim {
+            key_id: row.key_id.to_owned(),
+            nonce_sha256: row.nonce_sha256.to_owned(),
+            expires_at: row.expires_at,
+        }
+    }
+}
+
 type Claimed = Result<(bool, i64), DbError>;
 
 struct Waiting {
     claim: NonceClaim,
     reply: tokio::sync::oneshot::Sender<Claimed>,
-}
-
-impl Waiting {
-    fn row(&self) -> NewNonce<'_> {
-        NewNonce {
-            key_id: &self.claim.key_id,
-            nonce_sha256: &self.claim.nonce_sha256,
-            expires_at: self.claim.expires_at,
-        }
-    }
 }
 
 /// The queue of claims and the threads that make them.
@@ -109,7 +120,7 @@ fn work(pool: &Pool, claims: &Receiver<Waiting>) {
             }
         };
         if waiting.len() > 1 {
-            let rows: Vec<NewNonce<'_>> = waiting.iter().map(Waiting::row).collect();
+            let rows: Vec<NewNonce<'_>> = waiting.iter().map(|w| w.claim.row()).collect();
             let together = Nonce::claim_many(&mut conn, &rows);
             drop(rows);
             match together {
@@ -138,7 +149,7 @@ fn work(pool: &Pool, claims: &Receiver<Waiting>) {
         }
         for w in waiting {
             let claimed =
-                Nonce::claim_reading_generation(&mut conn, &w.row()).map_err(DbError::from);
+                Nonce::claim_reading_generation(&mut conn, &w.claim.row()).map_err(DbError::from);
             let _ = w.reply.send(claimed);
         }
     }

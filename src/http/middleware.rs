@@ -5,8 +5,9 @@ use super::metrics;
 use super::problem::{Problem, PROBLEM_JSON};
 use super::{body_limit, AppState};
 use crate::auth::{self, Caller, PeerCertificate, RequestView};
+use crate::db::executor::ExecutorError;
 use crate::db::nonce_batch::NonceClaim;
-use crate::db::nonces::{NewNonce, Nonce};
+use crate::db::nonces::Nonce;
 use crate::signature::digest::content_digest;
 use crate::signature::sign::sign_response;
 use actix_web::body::{to_bytes, BoxBody};
@@ -120,6 +121,32 @@ fn writes_anyway(method: &str, path: &str) -> bool {
     method == "POST" && (path == "/v1/transactions" || reversal || path == "/v1/member-tokens")
 }
 
+/// Claims a request's nonce with other requests': on PostgreSQL in a nonce claimer's statement
+/// (`db::nonce_batch`), on SQLite in the group-commit writer's next batch. Without either
+/// (never, while `authenticate` asks only when one is there) on a database thread, alone.
+async fn claim_with_others(
+    state: &AppState,
+    claim: NonceClaim,
+) -> Result<Result<(bool, i64), crate::db::DbError>, ExecutorError> {
+    if let Some(nonces) = &state.nonces {
+        return nonces.claim(claim).await;
+    }
+    let claim_alone =
+        move |conn: &mut crate::db::DbConn| -> Result<(bool, i64), crate::db::DbError> {
+            Ok(Nonce::claim_reading_generation(conn, &claim.row())?)
+        };
+    match &state.writes {
+        Some(writes) => writes.run_statement(claim_alone).await,
+        None => {
+            let pool = state.pool.clone();
+            state
+                .db
+                .run(move || claim_alone(&mut *pool.get().map_err(crate::db::DbError::from)?))
+                .await
+        }
+    }
+}
+
 async fn authenticate(
     state: &AppState,
     peer: Option<PeerCertificate>,
@@ -156,50 +183,16 @@ async fn authenticate(
         })
         .await
         .map_err(|e| (Problem::from(e), None))?;
-    let stage = match (stage, state.nonces.as_ref().filter(|_| batching)) {
-        (Ok(auth::Stage::ToClaim(pending)), Some(nonces)) => {
-            // On PostgreSQL the claim joins the next claimer's statement.
-            let row = pending.new_nonce();
-            let claim = NonceClaim {
-                key_id: row.key_id.to_owned(),
-                nonce_sha256: row.nonce_sha256.to_owned(),
-                expires_at: row.expires_at,
-            };
-            let claimed = nonces
-                .claim(claim)
+    let stage = match stage {
+        Ok(auth::Stage::ToClaim(pending)) => {
+            let claimed = claim_with_others(state, NonceClaim::from(&pending.new_nonce()))
                 .await
                 .map_err(|e| (Problem::from(e), None))?;
             claimed
                 .map_err(auth::AuthError::from)
                 .map(|(fresh, generation)| pending.after_claim(fresh, generation))
         }
-        (other, _) => other,
-    };
-    let stage = match (stage, state.writes.as_ref().filter(|_| batching)) {
-        (Ok(auth::Stage::ToClaim(pending)), Some(writes)) => {
-            // On SQLite the claim joins the next group-commit batch.
-            let row = pending.new_nonce();
-            let (key_id, nonce_sha256, expires_at) = (
-                row.key_id.to_owned(),
-                row.nonce_sha256.to_owned(),
-                row.expires_at,
-            );
-            let claimed = writes
-                .run_statement(move |conn| -> Result<(bool, i64), crate::db::DbError> {
-                    let row = NewNonce {
-                        key_id: &key_id,
-                        nonce_sha256: &nonce_sha256,
-                        expires_at,
-                    };
-                    Ok(Nonce::claim_reading_generation(conn, &row)?)
-                })
-                .await
-                .map_err(|e| (Problem::from(e), None))?;
-            claimed
-                .map_err(auth::AuthError::from)
-                .map(|(fresh, generation)| pending.after_claim(fresh, generation))
-        }
-        (other, _) => other,
+        other => other,
     };
     let outcome = match stage {
         Ok(auth::Stage::Final(answer)) => answer,
