@@ -5,7 +5,7 @@
 //! particular order. Under load that cost about 15% of a core in thread hand-overs and gave a
 //! long latency tail. A fixed set of threads draining one FIFO queue keeps jobs in arrival
 //! order and lets a busy thread take the next job without sleeping.
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -29,17 +29,11 @@ impl Executor {
     /// Starts `threads` workers (at least one).
     pub fn start(threads: usize) -> std::io::Result<Self> {
         let (queue, jobs) = bounded::<Job>(MAX_QUEUED_JOBS);
-        for i in 0..threads.max(1) {
-            let jobs = jobs.clone();
-            std::thread::Builder::new()
-                .name(format!("db-{i}"))
-                .spawn(move || {
-                    // Ends when every sender (the application state) is gone.
-                    for job in jobs {
-                        job();
-                    }
-                })?;
-        }
+        start_workers("db", threads, &jobs, |jobs| {
+            for job in jobs {
+                job();
+            }
+        })?;
         Ok(Executor { queue })
     }
 
@@ -60,4 +54,41 @@ impl Executor {
             .map_err(|_| ExecutorError::Overloaded)?;
         rx.await.map_err(|_| ExecutorError::Lost)
     }
+}
+
+/// Starts `threads` threads (at least one), named `{name}-0`, `{name}-1`, …, each running
+/// `work` over the one shared queue. `work` returns, and its thread ends, when every sender
+/// (the application state) is gone.
+pub fn start_workers<T, W>(
+    name: &str,
+    threads: usize,
+    jobs: &Receiver<T>,
+    work: W,
+) -> std::io::Result<()>
+where
+    T: Send + 'static,
+    W: Fn(&Receiver<T>) + Clone + Send + 'static,
+{
+    for i in 0..threads.max(1) {
+        let (jobs, work) = (jobs.clone(), work.clone());
+        std::thread::Builder::new()
+            .name(format!("{name}-{i}"))
+            .spawn(move || work(&jobs))?;
+    }
+    Ok(())
+}
+
+/// The next batch of a batching thread: waits for the first job, then takes whatever else is
+/// already waiting, up to `max`. No job waits for a batch to fill: under light load a batch is
+/// one job. `None` once every sender is gone.
+pub fn next_batch<T>(jobs: &Receiver<T>, max: usize) -> Option<Vec<T>> {
+    let first = jobs.recv().ok()?;
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
 }

@@ -21,7 +21,7 @@
 //! - **Durable as before.** Each statement commits without waiting for its WAL flush, as a
 //!   single claim did; the request's own write commits later, synchronously, and so flushes
 //!   the claim with it.
-use super::executor::ExecutorError;
+use super::executor::{next_batch, start_workers, ExecutorError};
 use super::nonces::{NewNonce, Nonce, MAX_CLAIMS_PER_STATEMENT};
 use super::{DbError, Pool};
 use chrono::NaiveDateTime;
@@ -79,12 +79,9 @@ impl NonceBatcher {
     /// batch.
     pub fn start(pool: Pool, threads: usize) -> std::io::Result<Self> {
         let (queue, claims) = bounded::<Waiting>(MAX_QUEUED_CLAIMS);
-        for i in 0..threads.max(1) {
-            let (pool, claims) = (pool.clone(), claims.clone());
-            std::thread::Builder::new()
-                .name(format!("nonces-{i}"))
-                .spawn(move || work(&pool, &claims))?;
-        }
+        start_workers("nonces", threads, &claims, move |claims| {
+            work(&pool, claims)
+        })?;
         Ok(NonceBatcher { queue })
     }
 
@@ -101,14 +98,7 @@ impl NonceBatcher {
 
 /// A claimer thread: ends when every sender (the application state) is gone.
 fn work(pool: &Pool, claims: &Receiver<Waiting>) {
-    while let Ok(first) = claims.recv() {
-        let mut waiting = vec![first];
-        while waiting.len() < MAX_BATCH_CLAIMS {
-            match claims.try_recv() {
-                Ok(claim) => waiting.push(claim),
-                Err(_) => break,
-            }
-        }
+    while let Some(waiting) = next_batch(claims, MAX_BATCH_CLAIMS) {
         let mut conn = match pool.get() {
             Ok(conn) => conn,
             Err(e) => {

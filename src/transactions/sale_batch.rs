@@ -26,6 +26,7 @@
 use super::idempotency::Answer;
 use super::sale::{Booking, Prepared};
 use super::{issued_account, redeemed_account, TxnError};
+use crate::db::executor::{next_batch, start_workers};
 use crate::db::idempotency_keys::StoredAnswer;
 use crate::db::transactions::{ToBook, Transaction};
 use crate::db::{write_tx, DbConn, DbError, Pool};
@@ -70,12 +71,7 @@ impl SaleBatcher {
     /// batch.
     pub fn start(pool: Pool, threads: usize) -> std::io::Result<Self> {
         let (queue, jobs) = bounded::<Box<dyn SaleJob>>(MAX_QUEUED_SALES);
-        for i in 0..threads.max(1) {
-            let (pool, jobs) = (pool.clone(), jobs.clone());
-            std::thread::Builder::new()
-                .name(format!("sales-{i}"))
-                .spawn(move || work(&pool, &jobs))?;
-        }
+        start_workers("sales", threads, &jobs, move |jobs| work(&pool, jobs))?;
         Ok(SaleBatcher { queue })
     }
 
@@ -87,14 +83,7 @@ impl SaleBatcher {
 
 /// A batcher thread: ends when every sender (the application state) is gone.
 fn work(pool: &Pool, jobs: &Receiver<Box<dyn SaleJob>>) {
-    while let Ok(first) = jobs.recv() {
-        let mut waiting = vec![first];
-        while waiting.len() < MAX_BATCH_SALES {
-            match jobs.try_recv() {
-                Ok(job) => waiting.push(job),
-                Err(_) => break,
-            }
-        }
+    while let Some(waiting) = next_batch(jobs, MAX_BATCH_SALES) {
         match pool.get() {
             Ok(mut conn) => run(&mut conn, waiting),
             Err(e) => {
