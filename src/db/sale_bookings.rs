@@ -63,6 +63,8 @@ impl Transaction {
             })
             .collect();
         let answers: Vec<&StoredResponse> = sales.iter().filter_map(|s| s.answer).collect();
+        // One array per column of the stored answers, as `t` and `n` are for the sales.
+        let a = |f: fn(&StoredResponse) -> &str| answers.iter().map(|x| f(x)).collect::<Vec<_>>();
         let booked: Booked = super::prepared::prepared(concat!(
             "WITH t AS (INSERT INTO transactions (",
             transaction_columns!(),
@@ -162,36 +164,16 @@ impl Transaction {
                 .collect::<Vec<_>>(),
         )
         .bind::<Array<Timestamp>, _>(entries.iter().map(|e| e.2).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(
-            answers
-                .iter()
-                .map(|a| a.partner_code.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Text>, _>(
-            answers
-                .iter()
-                .map(|a| a.idempotency_key.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Text>, _>(
-            answers
-                .iter()
-                .map(|a| a.request_sha256.as_str())
-                .collect::<Vec<_>>(),
-        )
+        .bind::<Array<Text>, _>(a(|x| &x.partner_code))
+        .bind::<Array<Text>, _>(a(|x| &x.idempotency_key))
+        .bind::<Array<Text>, _>(a(|x| &x.request_sha256))
         .bind::<Array<Integer>, _>(
             answers
                 .iter()
-                .map(|a| a.response_status)
+                .map(|x| x.response_status)
                 .collect::<Vec<_>>(),
         )
-        .bind::<Array<Text>, _>(
-            answers
-                .iter()
-                .map(|a| a.response_body.as_str())
-                .collect::<Vec<_>>(),
-        )
+        .bind::<Array<Text>, _>(a(|x| &x.response_body))
         .bind::<Array<Timestamp>, _>(answers.iter().map(|a| a.created_at).collect::<Vec<_>>())
         .bind::<Array<Timestamp>, _>(answers.iter().map(|a| a.expires_at).collect::<Vec<_>>())
         .get_result(pg)?;
