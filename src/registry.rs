@@ -94,6 +94,34 @@ impl Registry {
     }
 }
 
+/// Where a lookup that misses the cache reads its row: a database connection, or nowhere
+/// ([`CacheOnly`]) for checks made off the database threads.
+pub trait Source {
+    fn conn(&mut self) -> Result<&mut DbConn, DbError>;
+}
+
+impl Source for DbConn {
+    fn conn(&mut self) -> Result<&mut DbConn, DbError> {
+        Ok(self)
+    }
+}
+
+impl Source for crate::db::PooledConn {
+    fn conn(&mut self) -> Result<&mut DbConn, DbError> {
+        Ok(self)
+    }
+}
+
+/// No database: a lookup the cache cannot answer fails with [`DbError::NotCached`], and the
+/// caller makes its checks again on a database thread.
+pub struct CacheOnly;
+
+impl Source for CacheOnly {
+    fn conn(&mut self) -> Result<&mut DbConn, DbError> {
+        Err(DbError::NotCached)
+    }
+}
+
 /// The registry as of the generation one request read. Lookups answer from the cache when it
 /// is still at that generation, and from the database otherwise.
 #[derive(Clone)]
@@ -146,52 +174,57 @@ impl RegistryView {
         Ok(value)
     }
 
-    pub fn certificate(
+    pub fn certificate<S: Source + ?Sized>(
         &self,
-        conn: &mut DbConn,
+        src: &mut S,
         fingerprint_sha256: &str,
     ) -> Result<Option<Arc<Certificate>>, DbError> {
         self.lookup(
             |c| &mut c.certificates,
             fingerprint_sha256.to_owned(),
-            || Certificate::find_by_fingerprint(conn, fingerprint_sha256),
+            || {
+                Ok(Certificate::find_by_fingerprint(
+                    src.conn()?,
+                    fingerprint_sha256,
+                )?)
+            },
         )
-        .map_err(DbError::from)
     }
 
-    pub fn partner(&self, conn: &mut DbConn, code: &str) -> Result<Option<Arc<Partner>>, DbError> {
+    pub fn partner<S: Source + ?Sized>(
+        &self,
+        src: &mut S,
+        code: &str,
+    ) -> Result<Option<Arc<Partner>>, DbError> {
         self.lookup(
             |c| &mut c.partners,
             code.to_owned(),
-            || Partner::find(conn, code),
+            || Ok(Partner::find(src.conn()?, code)?),
         )
-        .map_err(DbError::from)
     }
 
-    pub fn finance_user(
+    pub fn finance_user<S: Source + ?Sized>(
         &self,
-        conn: &mut DbConn,
+        src: &mut S,
         name: &str,
     ) -> Result<Option<Arc<FinanceUser>>, DbError> {
         self.lookup(
             |c| &mut c.finance_users,
             name.to_owned(),
-            || FinanceUser::find(conn, name),
+            || Ok(FinanceUser::find(src.conn()?, name)?),
         )
-        .map_err(DbError::from)
     }
 
-    pub fn signing_key(
+    pub fn signing_key<S: Source + ?Sized>(
         &self,
-        conn: &mut DbConn,
+        src: &mut S,
         key_id: &str,
     ) -> Result<Option<Arc<SigningKey>>, DbError> {
         self.lookup(
             |c| &mut c.signing_keys,
             key_id.to_owned(),
-            || SigningKey::find(conn, key_id),
+            || Ok(SigningKey::find(src.conn()?, key_id)?),
         )
-        .map_err(DbError::from)
     }
 
     /// The partner's offer version in force on `day`, with its terms.

@@ -112,3 +112,58 @@ fn a_change_through_another_connection_is_seen_by_the_next_view_never_the_cached
         .expect("read")
         .is_some());
 }
+
+/// The checks that run off the database threads (`auth::check_cache_only`) read the registry
+/// through `CacheOnly`: they get only what the cache holds at their view's generation, absent
+/// rows included, and a lookup the cache cannot answer fails (`NotCached`) rather than reading
+/// anything older or newer.
+#[test]
+fn cache_only_lookups_answer_what_the_cache_holds_at_their_generation_and_nothing_else() {
+    use alliance_gateway::db::DbError;
+    use alliance_gateway::registry::CacheOnly;
+    let (_dir, pool) = setup();
+    let mut gateway = pool.get().expect("gateway connection");
+    let mut admin = pool.get().expect("admin connection");
+    let registry = Registry::new();
+    assert!(registry.cached_view().is_none(), "nothing cached yet");
+
+    let view = registry.current(&mut gateway).expect("view");
+    let cached = registry
+        .cached_view()
+        .expect("a cached view after the first read");
+    assert_eq!(cached.generation(), view.generation());
+    assert!(matches!(
+        cached.partner(&mut CacheOnly, "P-RST-001"),
+        Err(DbError::NotCached)
+    ));
+    // Read once through a connection, the row (and an absent one) answer without a database.
+    view.partner(&mut gateway, "P-RST-001").expect("read");
+    view.partner(&mut gateway, "P-NONE-01").expect("read");
+    let hit = cached.partner(&mut CacheOnly, "P-RST-001").expect("cached");
+    assert_eq!(hit.expect("partner").status, Partner::ACTIVE);
+    assert!(cached
+        .partner(&mut CacheOnly, "P-NONE-01")
+        .expect("cached absence")
+        .is_none());
+
+    // Once a request has read a newer generation, the older view's cache-only lookups miss:
+    // the suspension is never hidden behind the row cached before it.
+    Partner::set_status(
+        &mut admin,
+        "P-RST-001",
+        Partner::SUSPENDED,
+        Some("unpaid fees"),
+        now_utc(),
+    )
+    .expect("suspend");
+    let newer = registry.current(&mut gateway).expect("view");
+    assert!(newer.generation() > cached.generation());
+    assert!(matches!(
+        cached.partner(&mut CacheOnly, "P-RST-001"),
+        Err(DbError::NotCached)
+    ));
+    assert_eq!(
+        registry.cached_view().expect("view").generation(),
+        newer.generation()
+    );
+}

@@ -108,6 +108,10 @@ pub enum DbError {
     Invariant(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A registry lookup made without a database ([`crate::registry::CacheOnly`]) missed the
+    /// cache. Never answered: the checks are made again on a database thread.
+    #[error("not in the registry cache")]
+    NotCached,
 }
 
 /// Opens connections for the backend the URL named; never guesses (diesel's multi-connection

@@ -123,7 +123,7 @@ fn writes_anyway(method: &str, path: &str) -> bool {
 
 /// Claims a request's nonce with other requests': on PostgreSQL in a nonce claimer's statement
 /// (`db::nonce_batch`), on SQLite in the group-commit writer's next batch. Without either
-/// (never, while `authenticate` asks only when one is there) on a database thread, alone.
+/// (never, while `authenticate` asks only when one is there) alone.
 async fn claim_with_others(
     state: &AppState,
     claim: NonceClaim,
@@ -131,20 +131,29 @@ async fn claim_with_others(
     if let Some(nonces) = &state.nonces {
         return nonces.claim(claim).await;
     }
-    let claim_alone =
-        move |conn: &mut crate::db::DbConn| -> Result<(bool, i64), crate::db::DbError> {
-            Ok(Nonce::claim_reading_generation(conn, &claim.row())?)
-        };
     match &state.writes {
-        Some(writes) => writes.run_statement(claim_alone).await,
-        None => {
-            let pool = state.pool.clone();
-            state
-                .db
-                .run(move || claim_alone(&mut *pool.get().map_err(crate::db::DbError::from)?))
+        Some(writes) => {
+            writes
+                .run_statement(move |conn| Ok(Nonce::claim_reading_generation(conn, &claim.row())?))
                 .await
         }
+        None => claim_alone(state, claim).await,
     }
+}
+
+/// Claims a request's nonce in a statement of its own, on a database thread.
+async fn claim_alone(
+    state: &AppState,
+    claim: NonceClaim,
+) -> Result<Result<(bool, i64), crate::db::DbError>, ExecutorError> {
+    let pool = state.pool.clone();
+    state
+        .db
+        .run(move || {
+            let mut conn = pool.get().map_err(crate::db::DbError::from)?;
+            Ok(Nonce::claim_reading_generation(&mut conn, &claim.row())?)
+        })
+        .await
 }
 
 async fn authenticate(
@@ -152,42 +161,56 @@ async fn authenticate(
     peer: Option<PeerCertificate>,
     owned: OwnedView,
 ) -> Result<Caller, Refusal> {
-    let pool = state.pool.clone();
-    let registry = state.registry.clone();
     let now = chrono::Utc::now();
     // Only a request that writes anyway (a sale, a reversal, a token) has its nonce claimed
     // with others': on SQLite through the group-commit writer, in the same queue as its write;
     // on PostgreSQL by the nonce claimers, several to a statement (`db::nonce_batch`). A
-    // read-only request (verify) claims it right here: on SQLite the hand-over to the writer
-    // thread cost more than the shared commit saved (measured at concurrency 1 and 64).
+    // read-only request (verify) claims it in a statement of its own: on SQLite the hand-over
+    // to the writer thread cost more than the shared commit saved (measured at concurrency 1
+    // and 64).
     let batching = (state.writes.is_some() || state.nonces.is_some())
         && writes_anyway(&owned.method, &owned.path);
-    // Checked against the cached registry, then confirmed (see `auth::Stage`).
-    let (stage, peer, owned) = state
-        .db
-        .run(move || {
-            let stage = pool
-                .get()
-                .map_err(|e| auth::AuthError::Db(e.into()))
-                .and_then(|mut conn| {
-                    auth::check_cached(
-                        &mut conn,
-                        &registry,
-                        peer.as_ref(),
-                        &owned.view(),
-                        now,
-                        batching,
-                    )
-                });
-            (stage, peer, owned)
-        })
-        .await
-        .map_err(|e| (Problem::from(e), None))?;
+    // Checked against the cached registry, then confirmed (see `auth::Stage`). The checks run
+    // here, on the async worker, when the cache holds every row they need
+    // (`auth::check_cache_only`); else on a database thread, which claims the nonce too unless
+    // it is claimed with others'.
+    let first = auth::check_cache_only(&state.registry, peer.as_ref(), &owned.view(), now);
+    let (stage, peer, owned) = match first {
+        Some(stage) => (Ok(stage), peer, owned),
+        None => {
+            let pool = state.pool.clone();
+            let registry = state.registry.clone();
+            state
+                .db
+                .run(move || {
+                    let stage = pool
+                        .get()
+                        .map_err(|e| auth::AuthError::Db(e.into()))
+                        .and_then(|mut conn| {
+                            auth::check_cached(
+                                &mut conn,
+                                &registry,
+                                peer.as_ref(),
+                                &owned.view(),
+                                now,
+                                batching,
+                            )
+                        });
+                    (stage, peer, owned)
+                })
+                .await
+                .map_err(|e| (Problem::from(e), None))?
+        }
+    };
     let stage = match stage {
         Ok(auth::Stage::ToClaim(pending)) => {
-            let claimed = claim_with_others(state, NonceClaim::from(&pending.new_nonce()))
-                .await
-                .map_err(|e| (Problem::from(e), None))?;
+            let claim = NonceClaim::from(&pending.new_nonce());
+            let claimed = if batching {
+                claim_with_others(state, claim).await
+            } else {
+                claim_alone(state, claim).await
+            }
+            .map_err(|e| (Problem::from(e), None))?;
             claimed
                 .map_err(auth::AuthError::from)
                 .map(|(fresh, generation)| pending.after_claim(fresh, generation))
@@ -217,7 +240,7 @@ async fn authenticate(
                 .await
                 .map_err(|e| (Problem::from(e), None))?
         }
-        // Only the writer's path above claims for a request the first pass handed on.
+        // Every nonce left to claim was claimed just above.
         Ok(auth::Stage::ToClaim(_)) => Err(auth::AuthError::Db(crate::db::DbError::Invariant(
             "a nonce was left unclaimed".into(),
         ))),
