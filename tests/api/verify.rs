@@ -226,3 +226,53 @@ async fn verify_is_rate_limited_per_partner_with_retry_after() {
         200
     );
 }
+
+/// A request's checks run on a database thread until the gateway has cached the registry rows
+/// they need, and on the async worker after (`auth::check_cache_only`). Both ways give the same
+/// answers, bad input and replays included, and write the same.
+#[tokio::test]
+async fn verify_answers_alike_before_and_after_the_registry_is_cached() {
+    let (cold, warm) = (spawn_app().await, spawn_app().await);
+    let bad: &[u8] = br#"{"card_no":"8800123456","phone":"+86 138 0013 8000"}"#;
+    let good: &[u8] = br#"{"card_no":"8800123456"}"#;
+    // `warm` caches its registry with a first request of its own.
+    assert_eq!(
+        warm.partner("P-RST-001")
+            .verify_card(GOLD_CARD)
+            .await
+            .status,
+        200
+    );
+
+    let mut answers = Vec::new();
+    for app in [&cold, &warm] {
+        let rst = app.partner("P-RST-001");
+        let before = app.snapshot();
+        let refused = rst.send(&rst.sign("POST", VERIFY, Some(bad))).await;
+        let problem = refused.assert_problem(422, "validation-failed");
+        let after_bad = app.snapshot();
+        assert_eq!(after_bad[0], before[0], "a refused verify remembers no ref");
+        assert_eq!(after_bad[1], before[1] + 1, "its nonce is consumed");
+
+        let signed = rst.sign("POST", VERIFY, Some(good));
+        let res = rst.send(&signed).await;
+        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_signed_by_gateway(&res, &rst.app_gateway_keys, signed.header("Signature"));
+        let mut body = res.json();
+        body.as_object_mut().unwrap().remove("verified_at");
+        rst.send(&signed)
+            .await
+            .assert_problem(401, "replayed-request");
+        answers.push((problem["errors"].clone(), body));
+    }
+    let (cold_answer, warm_answer) = (&answers[0], &answers[1]);
+    assert_eq!(cold_answer.0, warm_answer.0, "the same field errors");
+    assert_eq!(cold_answer.1["tier"], "gold");
+    // Refs differ between two alliances (their member-data keys do); nothing else may.
+    let strip = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        v.as_object_mut().unwrap().remove("member_ref");
+        v
+    };
+    assert_eq!(strip(&cold_answer.1), strip(&warm_answer.1));
+}
