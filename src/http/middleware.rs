@@ -121,6 +121,11 @@ fn writes_anyway(method: &str, path: &str) -> bool {
     method == "POST" && (path == "/v1/transactions" || reversal || path == "/v1/member-tokens")
 }
 
+/// The largest body whose checks run on the async worker: a single request's (64 KiB, whose
+/// digest takes a fraction of a millisecond). A batch or an upload (up to 4 MiB) is digested on
+/// a database thread, so that it never holds up the other connections of its worker.
+const MAX_BODY_CHECKED_ON_WORKER_BYTES: usize = super::MAX_BODY_BYTES;
+
 /// Claims a request's nonce with other requests': on PostgreSQL in a nonce claimer's statement
 /// (`db::nonce_batch`), on SQLite in the group-commit writer's next batch. Without either
 /// (never, while `authenticate` asks only when one is there) alone.
@@ -172,9 +177,11 @@ async fn authenticate(
         && writes_anyway(&owned.method, &owned.path);
     // Checked against the cached registry, then confirmed (see `auth::Stage`). The checks run
     // here, on the async worker, when the cache holds every row they need
-    // (`auth::check_cache_only`); else on a database thread, which claims the nonce too unless
-    // it is claimed with others'.
-    let first = auth::check_cache_only(&state.registry, peer.as_ref(), &owned.view(), now);
+    // (`auth::check_cache_only`) and the body is a single request's; else on a database
+    // thread, which claims the nonce too unless it is claimed with others'.
+    let first = (owned.body.len() <= MAX_BODY_CHECKED_ON_WORKER_BYTES)
+        .then(|| auth::check_cache_only(&state.registry, peer.as_ref(), &owned.view(), now))
+        .flatten();
     let (stage, peer, owned) = match first {
         Some(stage) => (Ok(stage), peer, owned),
         None => {
