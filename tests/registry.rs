@@ -32,6 +32,18 @@ fn setup() -> (tempfile::TempDir, db::Pool) {
     (dir, pool)
 }
 
+/// Suspends the sample partner through `conn`, as the CLI would.
+fn suspend(conn: &mut db::PooledConn) {
+    Partner::set_status(
+        conn,
+        "P-RST-001",
+        Partner::SUSPENDED,
+        Some("unpaid fees"),
+        now_utc(),
+    )
+    .expect("suspend");
+}
+
 #[test]
 fn a_change_through_another_connection_is_seen_by_the_next_view_never_the_cached_row() {
     let (_dir, pool) = setup();
@@ -60,14 +72,7 @@ fn a_change_through_another_connection_is_seen_by_the_next_view_never_the_cached
         generation
     );
 
-    Partner::set_status(
-        &mut admin,
-        "P-RST-001",
-        Partner::SUSPENDED,
-        Some("unpaid fees"),
-        now_utc(),
-    )
-    .expect("suspend");
+    suspend(&mut admin);
     let after = registry.current(&mut gateway).expect("view");
     assert!(after.generation() > before.generation());
     let seen = after.partner(&mut gateway, "P-RST-001").expect("read");
@@ -148,14 +153,7 @@ fn cache_only_lookups_answer_what_the_cache_holds_at_their_generation_and_nothin
 
     // Once a request has read a newer generation, the older view's cache-only lookups miss:
     // the suspension is never hidden behind the row cached before it.
-    Partner::set_status(
-        &mut admin,
-        "P-RST-001",
-        Partner::SUSPENDED,
-        Some("unpaid fees"),
-        now_utc(),
-    )
-    .expect("suspend");
+    suspend(&mut admin);
     let newer = registry.current(&mut gateway).expect("view");
     assert!(newer.generation() > cached.generation());
     assert!(matches!(
