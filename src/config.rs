@@ -1,5 +1,6 @@
 //! Configuration (contract section 10): `$ALLIANCE_HOME/alliance.toml`, overridden by
 //! `ALLIANCE_*` environment variables. Secrets never come from command-line arguments.
+use crate::http::admission;
 use chrono_tz::Tz;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -95,6 +96,11 @@ pub struct Settings {
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
     pub db_pool_size: u32,
+    /// Signed requests one worker works on at once; the others wait in arrival order
+    /// (`http::admission`).
+    pub max_in_flight_per_worker: u32,
+    /// Requests one worker keeps waiting for a place; more are refused with 503.
+    pub max_waiting_per_worker: u32,
 }
 
 /// Raw values as strings, so a numeric-looking environment value never fails to load and every
@@ -121,6 +127,8 @@ struct Raw {
     rate_limit_per_second: Option<String>,
     rate_limit_burst: Option<String>,
     db_pool_size: Option<String>,
+    max_in_flight_per_worker: Option<String>,
+    max_waiting_per_worker: Option<String>,
 }
 
 fn parse_bool(key: &'static str, v: &str) -> Result<bool, ConfigError> {
@@ -146,6 +154,13 @@ fn positive(key: &'static str, v: Option<String>, default: u32) -> Result<u32, C
             n => Ok(n),
         },
     }
+}
+
+fn at_most(key: &'static str, n: u32, limit: u32) -> Result<u32, ConfigError> {
+    if n > limit {
+        return Err(invalid(key, format!("must be at most {limit}")));
+    }
+    Ok(n)
 }
 
 impl Settings {
@@ -301,6 +316,24 @@ impl Settings {
                 crate::rate_limit::DEFAULT_BURST,
             )?,
             db_pool_size,
+            max_in_flight_per_worker: at_most(
+                "ALLIANCE_MAX_IN_FLIGHT_PER_WORKER",
+                positive(
+                    "ALLIANCE_MAX_IN_FLIGHT_PER_WORKER",
+                    raw.max_in_flight_per_worker,
+                    admission::DEFAULT_MAX_IN_FLIGHT,
+                )?,
+                admission::MAX_IN_FLIGHT_LIMIT,
+            )?,
+            max_waiting_per_worker: at_most(
+                "ALLIANCE_MAX_WAITING_PER_WORKER",
+                positive(
+                    "ALLIANCE_MAX_WAITING_PER_WORKER",
+                    raw.max_waiting_per_worker,
+                    admission::DEFAULT_MAX_WAITING,
+                )?,
+                admission::MAX_WAITING_LIMIT,
+            )?,
             home,
         })
     }
@@ -375,6 +408,14 @@ impl Settings {
                 self.rate_limit_burst.to_string(),
             ),
             ("ALLIANCE_DB_POOL_SIZE", self.db_pool_size.to_string()),
+            (
+                "ALLIANCE_MAX_IN_FLIGHT_PER_WORKER",
+                self.max_in_flight_per_worker.to_string(),
+            ),
+            (
+                "ALLIANCE_MAX_WAITING_PER_WORKER",
+                self.max_waiting_per_worker.to_string(),
+            ),
         ];
         let mut out = String::new();
         for (k, v) in lines {

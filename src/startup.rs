@@ -8,6 +8,7 @@ use crate::db::group_commit::GroupCommit;
 use crate::db::nonce_batch::NonceBatcher;
 use crate::db::nonces::Nonce;
 use crate::db::{self, Pool};
+use crate::http::admission::Admission;
 use crate::http::problem::json_error;
 use crate::http::routes::{self, ops};
 use crate::http::tls::{self, ReloadingClientVerifier};
@@ -127,6 +128,10 @@ impl Application {
                 settings.rate_limit_burst,
             )),
             registry: crate::registry::Registry::new(),
+            admission: Arc::new(Admission::new(
+                settings.max_in_flight_per_worker,
+                settings.max_waiting_per_worker,
+            )),
         };
         let rate_limits = state.rate_limits.clone();
         let state_writes = state.writes.clone();
@@ -137,8 +142,16 @@ impl Application {
             .with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let api = HttpServer::new(move || {
+            // The factory runs once on each worker's thread: each gets places of its own.
+            let worker_state = AppState {
+                admission: Arc::new(Admission::new(
+                    state.settings.max_in_flight_per_worker,
+                    state.settings.max_waiting_per_worker,
+                )),
+                ..state.clone()
+            };
             App::new()
-                .app_data(web::Data::new(state.clone()))
+                .app_data(web::Data::new(worker_state))
                 .app_data(
                     web::JsonConfig::default()
                         .limit(MAX_BULK_BODY_BYTES)

@@ -58,6 +58,12 @@ pub fn record_rate_limited(identity: &str, limit: &'static str) {
         .increment(1);
 }
 
+/// Requests refused because their worker already had its most requests waiting
+/// (`ALLIANCE_MAX_WAITING_PER_WORKER`): alert if it rises, the gateway is past its capacity.
+pub fn record_admission_refused() {
+    metrics::counter!("alliance_admission_refused_total").increment(1);
+}
+
 /// Records the chain linker (PostgreSQL) linked.
 pub fn record_chain_linked(n: usize) {
     metrics::counter!("alliance_chain_linked_total").increment(n as u64);

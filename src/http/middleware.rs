@@ -8,6 +8,7 @@ use crate::auth::{self, Caller, PeerCertificate, RequestView};
 use crate::db::executor::ExecutorError;
 use crate::db::nonce_batch::NonceClaim;
 use crate::db::nonces::Nonce;
+use crate::http::admission::AdmissionError;
 use crate::signature::digest::content_digest;
 use crate::signature::sign::sign_response;
 use actix_web::body::{to_bytes, BoxBody};
@@ -286,6 +287,9 @@ pub async fn signed_api(
         ));
     };
 
+    // This request's place among those its worker works on at once (`http::admission`),
+    // held until its answer is signed.
+    let mut turn = None;
     let outcome = async {
         // Rate limits first, keyed on the certificate's identity (which TLS vouched for), so a
         // flood costs neither a body read nor a database round trip, and writes nothing.
@@ -297,6 +301,11 @@ pub async fn signed_api(
             Ok(b) => b,
             Err(p) => return Err((req, (p, None))),
         };
+        // After the body, so that a slow sender holds no place.
+        match state.admission.turn().await {
+            Ok(t) => turn = Some(t),
+            Err(e) => return Err((req, (overloaded(&e), None))),
+        }
         let peer = req.conn_data::<PeerCertificate>().cloned();
         let owned = OwnedView::of(&req, body.clone());
         let caller = match authenticate(&state, peer, owned).await {
@@ -337,6 +346,8 @@ pub async fn signed_api(
         // Only an inner middleware could fail this way, and there is none; pass it on.
         Ok((_, Err(e))) => return Err(e),
     };
+    // Signed: the next request in line may go while this answer is written.
+    drop(turn);
     let status = res.status().as_u16();
     span.record("http.status", status);
     metrics::record_request(&route, status, started.elapsed().as_secs_f64());
@@ -348,6 +359,20 @@ pub async fn signed_api(
         )
     });
     Ok(res)
+}
+
+/// The refusal for a request that found its worker's queue full: nothing was read from the
+/// database or written to it.
+fn overloaded(e: &AdmissionError) -> Problem {
+    metrics::record_admission_refused();
+    tracing::warn!(error.message = %e, "request refused: admission queue full");
+    let mut p = Problem::new(
+        503,
+        "service-unavailable",
+        "the gateway is overloaded; retry shortly",
+    );
+    p.retry_after_s = Some(1);
+    p
 }
 
 /// The refusal for a caller over its rate limit, if it is.

@@ -1,5 +1,6 @@
 //! The actix-web edge: TLS, the signed-API middleware, problems, extractors and routes.
 //! Handlers stay thin; the use cases live in `members`, `partners` and `auth`.
+pub mod admission;
 pub mod extract;
 pub mod metrics;
 pub mod middleware;
@@ -39,6 +40,9 @@ pub struct AppState {
     pub rate_limits: Arc<crate::rate_limit::IdentityLimiter>,
     /// The cached registry rows every request's checks read.
     pub registry: crate::registry::Registry,
+    /// This worker's places for requests in progress (one per worker, made in the app
+    /// factory).
+    pub admission: Arc<admission::Admission>,
 }
 
 /// Body limits (contract section 13): single requests 64 KiB; batches and reconciliation

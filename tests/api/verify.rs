@@ -276,3 +276,87 @@ async fn verify_answers_alike_before_and_after_the_registry_is_cached() {
     };
     assert_eq!(strip(&cold_answer.1), strip(&warm_answer.1));
 }
+
+/// Sends `n` signed verifies by card at once, each over a connection of its own; the answers
+/// come back with the signature each request carried.
+async fn verify_at_once(rst: &std::sync::Arc<PartnerClient>, n: usize) -> Vec<(Response, String)> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let rst = rst.clone();
+            tokio::spawn(async move {
+                let body = json!({ "card_no": GOLD_CARD }).to_string();
+                let out = rst.sign("POST", VERIFY, Some(body.as_bytes()));
+                let signature = out.header("Signature").unwrap().to_owned();
+                (rst.send(&out).await, signature)
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    answers
+}
+
+/// With one place per worker (`http::admission`), requests at once queue for it and every one
+/// is answered, signed and bound to its own request. A refused request gives its place back:
+/// if it kept it, nothing after it would be answered.
+#[tokio::test]
+async fn with_one_place_per_worker_requests_at_once_each_get_their_own_answer() {
+    let app = spawn_app_with(|s| s.max_in_flight_per_worker = 1).await;
+    let rst = std::sync::Arc::new(app.partner("P-RST-001"));
+    rst.send(&rst.sign("POST", VERIFY, Some(b"{\"card_no\":")))
+        .await
+        .assert_problem(400, "malformed-request");
+    let before = app.snapshot();
+    let answers = verify_at_once(&rst, 24).await;
+    for (res, signature) in &answers {
+        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.json()["tier"], "gold");
+        assert_signed_by_gateway(res, &rst.app_gateway_keys, Some(signature));
+    }
+    assert_eq!(app.snapshot()[1], before[1] + 24, "one nonce per request");
+}
+
+/// With one place and one request allowed to wait for it, requests at once beyond those are
+/// refused with a signed 503 and `Retry-After`, before any check: they write nothing, not even
+/// their nonce.
+#[tokio::test]
+async fn requests_beyond_the_waiting_bound_are_refused_with_503_and_write_nothing() {
+    let app = spawn_app_with(|s| {
+        s.max_in_flight_per_worker = 1;
+        s.max_waiting_per_worker = 1;
+    })
+    .await;
+    let rst = std::sync::Arc::new(app.partner("P-RST-001"));
+    let before = app.snapshot();
+    let answers = verify_at_once(&rst, 32).await;
+    let mut served = 0;
+    for (res, signature) in &answers {
+        match res.status {
+            200 => {
+                assert_signed_by_gateway(res, &rst.app_gateway_keys, Some(signature));
+                served += 1;
+            }
+            503 => {
+                res.assert_problem(503, "service-unavailable");
+                assert_eq!(res.header("retry-after"), Some("1"));
+                // Refused before its signature was checked, so not bound to it.
+                assert_signed_by_gateway(res, &rst.app_gateway_keys, None);
+            }
+            other => panic!("unexpected {other}: {}", String::from_utf8_lossy(&res.body)),
+        }
+    }
+    assert!(served >= 1);
+    let after = app.snapshot();
+    assert_eq!(
+        after[1],
+        before[1] + served,
+        "a nonce for each answered request only"
+    );
+    assert_eq!(
+        after[0],
+        before[0] + 1,
+        "one member ref, made by the first answer"
+    );
+}
