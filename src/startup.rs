@@ -27,7 +27,12 @@ use std::time::Duration;
 /// How often expired nonces are deleted, the SQLite WAL is checkpointed and the CRL file is
 /// looked at.
 const NONCE_PRUNE_INTERVAL_MS: u64 = 60_000;
-const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
+/// Ten PASSIVE checkpoints a second rather than one: each then copies a tenth as many frames,
+/// and its burst of copying (on the same cores as the requests) no longer holds up every
+/// request in progress at once. Verify at concurrency 64, 20 s interleaved pairs: seconds with
+/// an answer over 40 ms 2–4 against 6–14, p99 25.4–31.8 ms against 28.5–36.1 ms, and no more
+/// CPU per request (`docs/benchmarks.md`, "WAL checkpoints ten times a second").
+const CHECKPOINT_INTERVAL_MS: u64 = 100;
 const CRL_CHECK_INTERVAL_MS: u64 = 2_000;
 /// How often an idle chain linker looks for unlinked records (PostgreSQL). A busy one goes
 /// straight on to the next batch.
@@ -406,7 +411,7 @@ async fn settle_now(state: AppState, why: &'static str) {
     }
 }
 
-/// Keeps the SQLite WAL bounded (see `db::wal`): a PASSIVE checkpoint every second, and a
+/// Keeps the SQLite WAL bounded (see `db::wal`): a PASSIVE checkpoint every 100 ms, and a
 /// RESTART by the group-commit writer when the WAL did not rewind on its own.
 async fn checkpoint_wal(pool: Pool, writes: Option<GroupCommit>) {
     let Some(writes) = writes else {

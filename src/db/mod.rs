@@ -129,8 +129,8 @@ pub struct Manager {
 /// the file grows with every nonce, and remapping cost more than it saved.)
 /// Request connections never checkpoint (`wal_autocheckpoint = 0`): a checkpoint every 1000
 /// WAL pages ran inside some unlucky request's nonce insert (a fifth of that insert's cost).
-/// `wal::checkpoint_passive` runs once a second instead, off the request path, and copies each
-/// page the nonces keep rewriting once per second rather than once per thousand frames.
+/// `wal::checkpoint_passive` runs ten times a second instead, off the request path (why that
+/// often: `startup::CHECKPOINT_INTERVAL_MS`).
 /// Savepoints (one per request in a group-commit batch) keep their page copies in memory
 /// (`temp_store = MEMORY`) rather than in a temporary file: that file's writes were a tenth of
 /// the writer's time. (The group-commit writer's connection gets a larger page cache, see

@@ -7,12 +7,12 @@
 //! 35 s. Every frame written past the file's end also made the kernel zero fresh pages, which
 //! was a tenth of the gateway's time in the verify benchmark.
 //!
-//! What we do: a PASSIVE checkpoint every second, off the request path, concurrent with writers
+//! What we do: a PASSIVE checkpoint every 100 ms, off the request path, concurrent with writers
 //! ([`checkpoint_passive`]). When the WAL still holds more than [`RESTART_AFTER_FRAMES`] frames
 //! after it, the group-commit writer runs a RESTART checkpoint between two batches
-//! ([`checkpoint_restart`]). The PASSIVE pass has already copied most of the frames, so only a
-//! second's worth is left. The RESTART does not wait for readers ([`RESTART_WAIT_MS`]): if one
-//! is still in the WAL it gives up until the next second, so a long reader never stalls the
+//! ([`checkpoint_restart`]). The PASSIVE passes have already copied most of the frames, so only
+//! the last 100 ms' worth is left. The RESTART does not wait for readers ([`RESTART_WAIT_MS`]):
+//! if one is still in the WAL it gives up until the next pass, so a long reader never stalls the
 //! writers. After it, the next write starts again at the beginning of the WAL, and
 //! `journal_size_limit` ([`WAL_SIZE_LIMIT_BYTES`]) truncates the file back to that size.
 use super::{DbConn, BUSY_TIMEOUT_MS};
@@ -31,7 +31,7 @@ pub const WAL_SIZE_LIMIT_BYTES: i64 = 128 * 1024 * 1024;
 /// them measured better (verify at concurrency 64: p99 24–27 ms against 31–37 ms at 8,192).
 pub const RESTART_AFTER_FRAMES: i64 = 32_768;
 /// How long a RESTART checkpoint waits for readers to leave the WAL: not at all. Every writer
-/// waits while it does, and a reader still in the WAL just means trying again a second later.
+/// waits while it does, and a reader still in the WAL just means trying again 100 ms later.
 pub const RESTART_WAIT_MS: u32 = 0;
 
 /// What `PRAGMA wal_checkpoint` reports.
