@@ -265,6 +265,12 @@ impl Settings {
                 "must be between 1 and 256",
             ));
         }
+        // Fewer places on SQLite, whose requests use CPU, than on PostgreSQL, whose requests
+        // mostly wait on round trips (`http::admission`).
+        let in_flight_default = match database {
+            DatabaseUrl::Sqlite(_) => admission::DEFAULT_MAX_IN_FLIGHT_SQLITE,
+            DatabaseUrl::Postgres(_) => admission::DEFAULT_MAX_IN_FLIGHT_POSTGRES,
+        };
         Ok(Settings {
             ca_dir,
             database,
@@ -321,7 +327,7 @@ impl Settings {
                 positive(
                     "ALLIANCE_MAX_IN_FLIGHT_PER_WORKER",
                     raw.max_in_flight_per_worker,
-                    admission::DEFAULT_MAX_IN_FLIGHT,
+                    in_flight_default,
                 )?,
                 admission::MAX_IN_FLIGHT_LIMIT,
             )?,
@@ -464,5 +470,41 @@ mod tests {
         );
         assert_eq!(s.timezone, chrono_tz::Asia::Shanghai);
         assert_eq!(s.max_txn_fen, 10_000_000);
+    }
+
+    #[test]
+    fn admission_places_default_by_backend_and_are_bounded() {
+        let home = PathBuf::from("/srv/a");
+        let with = |url: Option<&str>, places: Option<&str>| {
+            Settings::from_raw(
+                home.clone(),
+                Raw {
+                    database_url: url.map(str::to_owned),
+                    max_in_flight_per_worker: places.map(str::to_owned),
+                    ..Raw::default()
+                },
+            )
+        };
+        let sqlite = with(None, None).unwrap();
+        assert_eq!(
+            (
+                sqlite.max_in_flight_per_worker,
+                sqlite.max_waiting_per_worker
+            ),
+            (16, 1024)
+        );
+        let pg = with(Some("postgres://u@h/db"), None).unwrap();
+        assert_eq!(pg.max_in_flight_per_worker, 64);
+        assert_eq!(
+            with(None, Some("4096")).unwrap().max_in_flight_per_worker,
+            4096
+        );
+        for bad in ["0", "4097", "many"] {
+            let e = with(None, Some(bad)).unwrap_err().to_string();
+            assert!(
+                e.contains("ALLIANCE_MAX_IN_FLIGHT_PER_WORKER"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

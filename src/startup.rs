@@ -31,7 +31,8 @@ const NONCE_PRUNE_INTERVAL_MS: u64 = 60_000;
 /// and its burst of copying (on the same cores as the requests) no longer holds up every
 /// request in progress at once. Verify at concurrency 64, five 20 s interleaved pairs: 100 ms
 /// windows with an answer over 40 ms 2–4 against 6–14 (of 200), p99 25.4–31.8 ms against
-/// 28.5–36.1 ms, and no more CPU per request (`docs/benchmarks.md`, "WAL checkpoints ten times a second").
+/// 28.5–36.1 ms, and no more CPU per request (`docs/benchmarks.md`, "Fair admission, and WAL
+/// checkpoints ten times a second").
 const CHECKPOINT_INTERVAL_MS: u64 = 100;
 const CRL_CHECK_INTERVAL_MS: u64 = 2_000;
 /// How often an idle chain linker looks for unlinked records (PostgreSQL). A busy one goes

@@ -365,7 +365,8 @@ pub async fn signed_api(
 /// database or written to it.
 fn overloaded(e: &AdmissionError) -> Problem {
     metrics::record_admission_refused();
-    tracing::warn!(error.message = %e, "request refused: admission queue full");
+    // Counted, and logged only at debug: under overload a line per refusal would add to it.
+    tracing::debug!(error.message = %e, "request refused: admission queue full");
     let mut p = Problem::new(
         503,
         "service-unavailable",
