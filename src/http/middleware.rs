@@ -367,11 +367,7 @@ fn overloaded(e: &AdmissionError) -> Problem {
     metrics::record_admission_refused();
     // Counted, and logged only at debug: under overload a line per refusal would add to it.
     tracing::debug!(error.message = %e, "request refused: admission queue full");
-    let mut p = Problem::new(
-        503,
-        "service-unavailable",
-        "the gateway is overloaded; retry shortly",
-    );
+    let mut p = Problem::overloaded();
     p.retry_after_s = Some(1);
     p
 }

@@ -80,6 +80,16 @@ impl Problem {
         )
     }
 
+    /// 503: the gateway has more work queued than it takes on (its database queue, or a
+    /// worker's admission queue). Nothing was done for the request.
+    pub fn overloaded() -> Self {
+        Problem::new(
+            503,
+            "service-unavailable",
+            "the gateway is overloaded; retry shortly",
+        )
+    }
+
     pub fn validation(errors: Value) -> Self {
         Problem::new(422, "validation-failed", "the request is not valid").with("errors", errors)
     }

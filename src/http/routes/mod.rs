@@ -13,11 +13,7 @@ use crate::db::executor::ExecutorError;
 impl From<ExecutorError> for Problem {
     fn from(e: ExecutorError) -> Self {
         match e {
-            ExecutorError::Overloaded => Problem::new(
-                503,
-                "service-unavailable",
-                "the gateway is overloaded; retry shortly",
-            ),
+            ExecutorError::Overloaded => Problem::overloaded(),
             ExecutorError::Lost => Problem::internal(&e),
         }
     }
