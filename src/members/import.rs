@@ -86,8 +86,55 @@ impl Progress for () {
     fn advance(&self, _: u64) {}
 }
 
-fn parse_row(record: &csv::StringRecord) -> Result<Row, String> {
-    let line = record.position().map(|p| p.line()).unwrap_or(0);
+/// The line of the file (1-based) a record starts on, counted from its byte offset. Why not
+/// the csv reader's own line count: with CRLF line endings (what Excel and most CRM exports
+/// write) it names the line before, and the contract's report names the file's line.
+struct Lines<'a> {
+    text: &'a [u8],
+    /// Bytes counted so far, and the line they end on.
+    at: usize,
+    line: u64,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a [u8]) -> Self {
+        Lines {
+            text,
+            at: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of `position`; records come in order, so counting goes on from the last one.
+    fn of(&mut self, position: Option<&csv::Position>) -> u64 {
+        let Some(position) = position else {
+            return 0;
+        };
+        let mut byte =
+            usize::try_from(position.byte()).map_or(self.text.len(), |b| b.min(self.text.len()));
+        // After a CR the reader ends the record, and the LF that follows is where it says the
+        // next record starts: step over line ends (and blank lines) to the record's first byte.
+        while self
+            .text
+            .get(byte)
+            .is_some_and(|b| matches!(b, b'\r' | b'\n'))
+        {
+            byte += 1;
+        }
+        if byte < self.at {
+            (self.at, self.line) = (0, 1);
+        }
+        let newlines = self.text[self.at..byte]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
+        self.line += newlines as u64;
+        self.at = byte;
+        self.line
+    }
+}
+
+fn parse_row(record: &csv::StringRecord, line: u64) -> Result<Row, String> {
     if record.len() != HEADER.len() {
         return Err(format!(
             "expected {} fields, found {}",
@@ -168,11 +215,12 @@ pub fn import(
     let mut rows = Vec::new();
     let mut seen_cards: HashMap<String, u64> = HashMap::new();
     let mut seen_phones: HashMap<String, u64> = HashMap::new();
+    let mut lines = Lines::new(text.as_bytes());
     for record in reader.records() {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                let line = lines.of(e.position());
                 report.rejected.push(Rejection {
                     line,
                     message: format!("unreadable CSV: {e}"),
@@ -180,8 +228,8 @@ pub fn import(
                 continue;
             }
         };
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
-        match parse_row(&record) {
+        let line = lines.of(record.position());
+        match parse_row(&record, line) {
             Ok(row) => {
                 if let Some(first) = seen_cards.get(row.card.as_str()) {
                     report.rejected.push(Rejection {

@@ -77,6 +77,50 @@ async fn good_lines_are_imported_and_bad_ones_reported_by_line() {
     );
 }
 
+/// What Excel and most CRM exports write: CRLF line endings. The report names the file's own
+/// line numbers, as for LF files (line 1 is the header).
+#[tokio::test]
+async fn rejected_lines_of_a_crlf_file_are_named_by_the_files_own_line() {
+    let app = spawn_app().await;
+    let file = app.home.path().join("members-crlf.csv");
+    std::fs::write(
+        &file,
+        "card_no,tier,status,birth_month,opening_points,phone\r\n\
+         9900000101,gold,active,,0,\r\n\
+         9900000102,diamond,active,,0,\r\n\
+         9900000103,gold,active,,0,\r\n\
+         9900000104,gold,active,13,0,\r\n\
+         9900000101,gold,active,,0,\r\n\
+         \"9900000105\",\"gold\",\"sleeping\",,0,\r\n",
+    )
+    .unwrap();
+    let report = app.home.path().join("report-crlf.csv");
+    let out = gateway(&app)
+        .arg("import-members")
+        .arg(&file)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = std::fs::read_to_string(&report).unwrap();
+    let lines: Vec<&str> = report
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(lines, ["3", "5", "6", "7"], "{report}");
+    assert!(
+        report.contains("6,\"card_no: duplicate of line 2\""),
+        "{report}"
+    );
+}
+
 #[tokio::test]
 async fn reimports_update_tier_and_status_but_never_balances() {
     let app = spawn_app().await;
