@@ -37,6 +37,16 @@ pub fn business_day(at: DateTime<Utc>, tz: Tz) -> NaiveDate {
     at.with_timezone(&tz).date_naive()
 }
 
+/// When the local day `day` begins, as an instant (the earliest, should a clock change make
+/// midnight happen twice; `None` only if it never happens at all).
+pub fn day_start_utc(day: NaiveDate, tz: Tz) -> Option<DateTime<Utc>> {
+    use chrono::TimeZone;
+    let midnight = day.and_hms_opt(0, 0, 0)?;
+    tz.from_local_datetime(&midnight)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 /// Creates the CA, the server certificate, the gateway signing key, the two member-data keys
 /// and the database. The member-data keys are never replaced, even with `force`: every
 /// member ref and phone hash depends on them.
@@ -57,7 +67,7 @@ pub fn init(
         settings.statements_dir(),
         settings.data_dir(),
     ] {
-        std::fs::create_dir_all(&dir).map_err(|e| PkiError::io(&dir, e))?;
+        files::create_dir_all(&dir)?;
     }
 
     let (ca_pem, ca_key_pem) = ca::create_ca(name)?;

@@ -158,14 +158,12 @@ impl Manager {
     pub fn connect(&self) -> Result<DbConn, diesel::ConnectionError> {
         match &self.url {
             DatabaseUrl::Sqlite(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        diesel::ConnectionError::BadConnection(format!(
-                            "cannot create {}: {e}",
-                            dir.display()
-                        ))
-                    })?;
-                }
+                create_private_file(path).map_err(|e| {
+                    diesel::ConnectionError::BadConnection(format!(
+                        "cannot create {}: {e}",
+                        path.display()
+                    ))
+                })?;
                 let path = path.to_string_lossy();
                 let mut conn = SqliteConnection::establish(&path)?;
                 conn.batch_execute(&sqlite_pragmas())
@@ -174,6 +172,21 @@ impl Manager {
             }
             DatabaseUrl::Postgres(url) => Ok(DbConn::Postgres(PgConnection::establish(url)?)),
         }
+    }
+}
+
+/// Creates the SQLite file (mode 0600, in a directory of mode 0700) before SQLite opens it, if
+/// it is not there yet. Why: SQLite would create it 0644 less the umask, and it holds card
+/// numbers and every partner's records; its `-wal` and `-shm` files take the database file's
+/// mode, so they are private too.
+fn create_private_file(path: &std::path::Path) -> Result<(), crate::pki::PkiError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::pki::files::create_dir_all(dir)?;
+    }
+    match crate::pki::files::create_new(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(crate::pki::PkiError::io(path, e)),
     }
 }
 

@@ -102,7 +102,7 @@ pub fn rotate_key(
     find(conn, code)?;
     let urn = Identity::Partner(code.clone()).urn();
     let bundle = settings.bundles_dir().join(code.as_str());
-    std::fs::create_dir_all(&bundle).map_err(|e| PkiError::io(&bundle, e))?;
+    files::create_dir_all(&bundle)?;
 
     let (private_pem, public) = match brought {
         Some(p) => (None, p),
@@ -249,7 +249,7 @@ pub fn renew_cert(
     })?;
 
     let bundle = settings.bundles_dir().join(code.as_str());
-    std::fs::create_dir_all(&bundle).map_err(|e| PkiError::io(&bundle, e))?;
+    files::create_dir_all(&bundle)?;
     let previous_serial = std::fs::read_to_string(bundle.join("client.pem"))
         .ok()
         .and_then(|pem| serial_of_pem(&pem));

@@ -323,7 +323,7 @@ pub fn write_bundle(
     description: &serde_json::Value,
     description_name: &str,
 ) -> Result<(), PkiError> {
-    std::fs::create_dir_all(dir).map_err(|e| PkiError::io(dir, e))?;
+    files::create_dir_all(dir)?;
     files::write_public(&dir.join("ca.pem"), ca_pem.as_bytes())?;
     files::write_public(&dir.join("client.pem"), issued.cert_pem.as_bytes())?;
     if let Some(key) = &issued.key_pem {

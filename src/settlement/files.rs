@@ -81,13 +81,9 @@ impl Write for Hashing {
 impl CsvFile {
     pub fn create(path: &Path, bom: bool, header: &[&str]) -> Result<CsvFile, PkiError> {
         let dir = parent(path)?;
-        std::fs::create_dir_all(dir).map_err(|e| PkiError::io(dir, e))?;
+        crate::pki::files::create_dir_all(dir)?;
         let tmp = temporary_name(path);
-        let file = std::fs::File::options()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| PkiError::io(&tmp, e))?;
+        let file = crate::pki::files::create_new(&tmp).map_err(|e| PkiError::io(&tmp, e))?;
         let mut out = CsvFile {
             writer: None,
             tmp,
@@ -235,13 +231,9 @@ fn sync_dir(dir: &Path) {
 /// Writes `bytes` to `path` via a temporary file, fsync and rename.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
     let dir = parent(path)?;
-    std::fs::create_dir_all(dir).map_err(|e| PkiError::io(dir, e))?;
+    crate::pki::files::create_dir_all(dir)?;
     let tmp = temporary_name(path);
-    let mut f = std::fs::File::options()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| PkiError::io(&tmp, e))?;
+    let mut f = crate::pki::files::create_new(&tmp).map_err(|e| PkiError::io(&tmp, e))?;
     let written = f
         .write_all(bytes)
         .and_then(|()| f.sync_all())
