@@ -101,7 +101,22 @@ pub struct Settings {
     pub max_in_flight_per_worker: u32,
     /// Requests one worker keeps waiting for a place; more are refused with 503.
     pub max_waiting_per_worker: u32,
+    /// How long a request's whole body may take to arrive, from its head (`http::body`).
+    pub body_timeout_ms: u32,
+    /// Bodies of one identity still arriving after their first moments, at once; more get 429.
+    pub max_slow_bodies_per_identity: u32,
+    /// Reconciliation uploads one partner may store per local day, and their bytes.
+    pub uploads_per_partner_per_day: u32,
+    pub upload_bytes_per_partner_per_day: u64,
+    /// Lets the plain-HTTP ops listener bind an address other than loopback.
+    pub danger_ops_listen_non_loopback: bool,
 }
+
+/// Defaults and bounds of the body and upload limits.
+pub const DEFAULT_BODY_TIMEOUT_MS: u32 = 10_000;
+pub const DEFAULT_MAX_SLOW_BODIES_PER_IDENTITY: u32 = 4;
+pub const DEFAULT_UPLOADS_PER_PARTNER_PER_DAY: u32 = 50;
+pub const DEFAULT_UPLOAD_BYTES_PER_PARTNER_PER_DAY: u64 = 64 * 1024 * 1024;
 
 /// Raw values as strings, so a numeric-looking environment value never fails to load and every
 /// value is checked below with an error that names its variable.
@@ -129,6 +144,11 @@ struct Raw {
     db_pool_size: Option<String>,
     max_in_flight_per_worker: Option<String>,
     max_waiting_per_worker: Option<String>,
+    body_timeout_ms: Option<String>,
+    max_slow_bodies_per_identity: Option<String>,
+    uploads_per_partner_per_day: Option<String>,
+    upload_bytes_per_partner_per_day: Option<String>,
+    danger_ops_listen_non_loopback: Option<String>,
 }
 
 fn parse_bool(key: &'static str, v: &str) -> Result<bool, ConfigError> {
@@ -154,6 +174,53 @@ fn positive(key: &'static str, v: Option<String>, default: u32) -> Result<u32, C
             n => Ok(n),
         },
     }
+}
+
+/// A number from `min` to `max`, or `default` when not set.
+fn within<T>(
+    key: &'static str,
+    v: Option<String>,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let n = match v {
+        None => return Ok(default),
+        Some(v) => parse_num::<T>(key, &v)?,
+    };
+    if n < min || n > max {
+        return Err(invalid(key, format!("must be between {min} and {max}")));
+    }
+    Ok(n)
+}
+
+/// The ops listener serves plain HTTP with no identity: loopback only, unless the danger
+/// setting says otherwise. A host name other than `localhost` is refused, since what it
+/// resolves to can change.
+fn check_ops_listen(listen: &str, danger_non_loopback: bool) -> Result<(), ConfigError> {
+    const KEY: &str = "ALLIANCE_OPS_LISTEN";
+    let loopback = match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr.ip().is_loopback(),
+        Err(_) => match listen.rsplit_once(':') {
+            Some((host, port)) if port.parse::<u16>().is_ok() => {
+                host.eq_ignore_ascii_case("localhost")
+            }
+            _ => return Err(invalid(KEY, format!("{listen:?} is not an address:port"))),
+        },
+    };
+    if !loopback && !danger_non_loopback {
+        return Err(invalid(
+            KEY,
+            format!(
+                "{listen:?} is not a loopback address; the ops listener is plain HTTP without \
+                 authentication (set ALLIANCE_DANGER_OPS_LISTEN_NON_LOOPBACK=true to allow it)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn at_most(key: &'static str, n: u32, limit: u32) -> Result<u32, ConfigError> {
@@ -271,13 +338,19 @@ impl Settings {
             DatabaseUrl::Sqlite(_) => admission::DEFAULT_MAX_IN_FLIGHT_SQLITE,
             DatabaseUrl::Postgres(_) => admission::DEFAULT_MAX_IN_FLIGHT_POSTGRES,
         };
+        let ops_listen = raw
+            .ops_listen
+            .unwrap_or_else(|| "127.0.0.1:9090".to_owned());
+        let danger_ops_listen_non_loopback = match raw.danger_ops_listen_non_loopback {
+            Some(v) => parse_bool("ALLIANCE_DANGER_OPS_LISTEN_NON_LOOPBACK", &v)?,
+            None => false,
+        };
+        check_ops_listen(&ops_listen, danger_ops_listen_non_loopback)?;
         Ok(Settings {
             ca_dir,
             database,
             listen: raw.listen.unwrap_or_else(|| "0.0.0.0:8443".to_owned()),
-            ops_listen: raw
-                .ops_listen
-                .unwrap_or_else(|| "127.0.0.1:9090".to_owned()),
+            ops_listen,
             public_url: raw
                 .public_url
                 .unwrap_or_else(|| "https://localhost:8443".to_owned()),
@@ -340,6 +413,35 @@ impl Settings {
                 )?,
                 admission::MAX_WAITING_LIMIT,
             )?,
+            body_timeout_ms: within(
+                "ALLIANCE_BODY_TIMEOUT_MS",
+                raw.body_timeout_ms,
+                DEFAULT_BODY_TIMEOUT_MS,
+                100,
+                600_000,
+            )?,
+            max_slow_bodies_per_identity: within(
+                "ALLIANCE_MAX_SLOW_BODIES_PER_IDENTITY",
+                raw.max_slow_bodies_per_identity,
+                DEFAULT_MAX_SLOW_BODIES_PER_IDENTITY,
+                1,
+                1_024,
+            )?,
+            uploads_per_partner_per_day: within(
+                "ALLIANCE_UPLOADS_PER_PARTNER_PER_DAY",
+                raw.uploads_per_partner_per_day,
+                DEFAULT_UPLOADS_PER_PARTNER_PER_DAY,
+                1,
+                100_000,
+            )?,
+            upload_bytes_per_partner_per_day: within(
+                "ALLIANCE_UPLOAD_BYTES_PER_PARTNER_PER_DAY",
+                raw.upload_bytes_per_partner_per_day,
+                DEFAULT_UPLOAD_BYTES_PER_PARTNER_PER_DAY,
+                4 * 1024 * 1024,
+                1 << 40,
+            )?,
+            danger_ops_listen_non_loopback,
             home,
         })
     }
@@ -422,6 +524,23 @@ impl Settings {
                 "ALLIANCE_MAX_WAITING_PER_WORKER",
                 self.max_waiting_per_worker.to_string(),
             ),
+            ("ALLIANCE_BODY_TIMEOUT_MS", self.body_timeout_ms.to_string()),
+            (
+                "ALLIANCE_MAX_SLOW_BODIES_PER_IDENTITY",
+                self.max_slow_bodies_per_identity.to_string(),
+            ),
+            (
+                "ALLIANCE_UPLOADS_PER_PARTNER_PER_DAY",
+                self.uploads_per_partner_per_day.to_string(),
+            ),
+            (
+                "ALLIANCE_UPLOAD_BYTES_PER_PARTNER_PER_DAY",
+                self.upload_bytes_per_partner_per_day.to_string(),
+            ),
+            (
+                "ALLIANCE_DANGER_OPS_LISTEN_NON_LOOPBACK",
+                self.danger_ops_listen_non_loopback.to_string(),
+            ),
         ];
         let mut out = String::new();
         for (k, v) in lines {
@@ -470,6 +589,40 @@ mod tests {
         );
         assert_eq!(s.timezone, chrono_tz::Asia::Shanghai);
         assert_eq!(s.max_txn_fen, 10_000_000);
+    }
+
+    #[test]
+    fn the_ops_listener_stays_on_loopback_unless_the_danger_setting_allows_it() {
+        let with = |listen: &str, danger: Option<&str>| {
+            Settings::from_raw(
+                PathBuf::from("/srv/a"),
+                Raw {
+                    ops_listen: Some(listen.to_owned()),
+                    danger_ops_listen_non_loopback: danger.map(str::to_owned),
+                    ..Raw::default()
+                },
+            )
+        };
+        for ok in [
+            "127.0.0.1:9090",
+            "[::1]:9090",
+            "localhost:9090",
+            "127.0.0.2:0",
+        ] {
+            assert!(with(ok, None).is_ok(), "{ok}");
+        }
+        for refused in [
+            "0.0.0.0:9090",
+            "[::]:9090",
+            "10.1.2.3:9090",
+            "ops.example:9090",
+        ] {
+            let e = with(refused, None).unwrap_err().to_string();
+            assert!(e.contains("ALLIANCE_OPS_LISTEN"), "{refused}: {e}");
+            assert!(e.contains("DANGER"), "{refused}: {e}");
+        }
+        assert!(with("0.0.0.0:9090", Some("true")).is_ok());
+        assert!(with("9090", None).is_err());
     }
 
     #[test]

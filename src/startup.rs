@@ -59,6 +59,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let paths = Paths::new(&settings);
+        warn_about_loose_modes(&settings);
         // One connection per request thread, and one more held by the group-commit writer
         // (SQLite) or the chain linker (PostgreSQL), so neither waits for a request's; on
         // PostgreSQL one more per sale batcher and per nonce claimer, for the same reason.
@@ -138,6 +139,7 @@ impl Application {
                 settings.max_in_flight_per_worker,
                 settings.max_waiting_per_worker,
             )),
+            slow_bodies: crate::http::body::SlowBodies::new(settings.max_slow_bodies_per_identity),
         };
         let rate_limits = state.rate_limits.clone();
         let state_writes = state.writes.clone();
@@ -158,6 +160,10 @@ impl Application {
             };
             App::new()
                 .app_data(web::Data::new(worker_state))
+                // The handlers' `web::Bytes` take the body the middleware has read and limited
+                // by route (`http::body_limit`); actix's own default of 256 KiB must not cut a
+                // 4 MiB batch or upload short.
+                .app_data(web::PayloadConfig::new(MAX_BULK_BODY_BYTES))
                 .app_data(
                     web::JsonConfig::default()
                         .limit(MAX_BULK_BODY_BYTES)
@@ -291,6 +297,42 @@ impl Application {
             task.abort();
         }
         result
+    }
+}
+
+/// Lines of warning about loose modes, at most; the rest are counted.
+const MAX_LOOSE_MODE_WARNINGS: usize = 20;
+
+/// Warns about the alliance's files and directories that others may read, write or enter
+/// (`pki::files::loose_modes`): the gateway creates its own 0600 and 0700, but a copy, an
+/// older version or a hand-made file may be looser.
+fn warn_about_loose_modes(settings: &Settings) {
+    let mut roots = vec![
+        settings.certs_dir(),
+        settings.bundles_dir(),
+        settings.statements_dir(),
+        settings.data_dir(),
+    ];
+    if let crate::config::DatabaseUrl::Sqlite(db) = &settings.database {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.clone().into_os_string();
+            name.push(suffix);
+            roots.push(name.into());
+        }
+    }
+    let loose = files::loose_modes(&roots);
+    for (path, mode) in loose.iter().take(MAX_LOOSE_MODE_WARNINGS) {
+        tracing::warn!(
+            file.path = %path.display(),
+            file.mode = format!("{mode:o}"),
+            "others may read or write this file of the alliance; run chmod go-rwx on it"
+        );
+    }
+    if loose.len() > MAX_LOOSE_MODE_WARNINGS {
+        tracing::warn!(
+            files.loose = loose.len(),
+            "more files of the alliance are open to others than listed; chmod -R go-rwx the alliance's directories"
+        );
     }
 }
 

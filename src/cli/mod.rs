@@ -396,9 +396,9 @@ fn verify_chain(settings: &Settings, code: &str) -> ExitCode {
 fn settle(settings: &Settings, date: Option<&str>) -> ExitCode {
     let now = chrono::Utc::now();
     let through = match date {
-        Some(d) => match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+        Some(d) => match crate::domain::day::parse_day(d) {
             Ok(d) => d,
-            Err(_) => return fail(format!("{d:?} is not a date YYYY-MM-DD")),
+            Err(e) => return fail(format!("{d:?}: {e}")),
         },
         None => {
             let today = crate::alliance::business_day(now, settings.timezone);

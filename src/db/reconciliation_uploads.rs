@@ -14,6 +14,7 @@ pub struct Upload {
     pub body_sha256: String,
     pub body: String,
     pub created_at: NaiveDateTime,
+    pub body_bytes: i64,
 }
 
 #[derive(Debug, Insertable)]
@@ -25,6 +26,7 @@ pub struct NewUpload<'a> {
     pub body_sha256: &'a str,
     pub body: &'a str,
     pub created_at: NaiveDateTime,
+    pub body_bytes: i64,
 }
 
 impl Upload {
@@ -33,6 +35,26 @@ impl Upload {
             .values(new)
             .returning(reconciliation_uploads::id)
             .get_result(conn)
+    }
+
+    /// How many uploads `partner` stored from `since` on, and their bytes.
+    pub fn received_since(
+        conn: &mut DbConn,
+        partner: &str,
+        since: NaiveDateTime,
+    ) -> QueryResult<(i64, i64)> {
+        use diesel::dsl::{count_star, sql};
+        use diesel::sql_types::{BigInt, Nullable};
+        // diesel sums a BIGINT as NUMERIC on PostgreSQL; the cast keeps it an i64 on both.
+        let (n, bytes): (i64, Option<i64>) = reconciliation_uploads::table
+            .filter(reconciliation_uploads::partner_code.eq(partner))
+            .filter(reconciliation_uploads::created_at.ge(since))
+            .select((
+                count_star(),
+                sql::<Nullable<BigInt>>("CAST(SUM(body_bytes) AS BIGINT)"),
+            ))
+            .first(conn)?;
+        Ok((n, bytes.unwrap_or(0)))
     }
 
     /// The latest upload of each partner for `day`: partner code → upload id.

@@ -251,6 +251,7 @@ diesel::table! {
         body_sha256 -> Text,
         body -> Text,
         created_at -> Timestamp,
+        body_bytes -> BigInt,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Parsed values: once a value of these types exists, it is valid ("parse, don't validate").
 mod card_no;
+pub mod day;
 mod identity;
 mod member;
 mod money;

@@ -79,3 +79,14 @@ pub fn record_chain_link_failure() {
 pub fn set_certificates_expiring(n: i64) {
     metrics::gauge!("alliance_certificates_expiring_30d").set(n as f64);
 }
+
+/// Bodies still arriving after their first moments (`http::body`), by what became of them:
+/// `read`, `timed_out`, or `refused` (the identity already held all its places).
+pub fn record_slow_body(outcome: &'static str) {
+    metrics::counter!("alliance_slow_bodies_total", "outcome" => outcome).increment(1);
+}
+
+/// Requests whose handling panicked (answered 500). Alert on any: it is a bug.
+pub fn record_panic() {
+    metrics::counter!("alliance_request_panics_total").increment(1);
+}

@@ -1,6 +1,8 @@
-//! The signed-API middleware: every request's body is read (within limits), its caller
-//! checked (certificate, then signature, then nonce), and every response — problems included —
-//! is stamped with a request id, a Content-Digest and the gateway's signature.
+//! The signed-API middleware: every request's caller is checked (certificate first, before its
+//! body is read; then, with the body read within its limits, the signature and the nonce), and
+//! every response — problems included — is stamped with a request id, a Content-Digest and the
+//! gateway's signature. A handler that panics is answered 500, never with a dropped connection.
+use super::body::{BodyError, BodyReader, GRACE_MS};
 use super::metrics;
 use super::problem::{Problem, PROBLEM_JSON};
 use super::{body_limit, AppState};
@@ -9,6 +11,7 @@ use crate::db::executor::ExecutorError;
 use crate::db::nonce_batch::NonceClaim;
 use crate::db::nonces::Nonce;
 use crate::http::admission::AdmissionError;
+use crate::registry::CacheOnly;
 use crate::signature::digest::content_digest;
 use crate::signature::sign::sign_response;
 use actix_web::body::{to_bytes, BoxBody};
@@ -16,9 +19,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpResponse};
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
-use std::time::Instant;
+use bytes::Bytes;
+use futures_util::FutureExt;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// Owned copies of what the checks need, so they can run on a blocking thread.
@@ -76,40 +79,6 @@ impl OwnedView {
             body: &self.body,
         }
     }
-}
-
-async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<Bytes, Problem> {
-    let too_large = || {
-        Problem::new(
-            413,
-            "payload-too-large",
-            format!("the body is larger than {limit} bytes"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let mut payload = req.take_payload();
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            Problem::new(
-                400,
-                "malformed-request",
-                format!("cannot read the body: {e}"),
-            )
-        })?;
-        if buf.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
 }
 
 /// A refusal, with the request signature to bind the answer to when it did verify.
@@ -290,14 +259,26 @@ pub async fn signed_api(
     // This request's place among those its worker works on at once (`http::admission`),
     // held until its answer is signed.
     let mut turn = None;
+    let head_read_at = tokio::time::Instant::now();
     let outcome = async {
         // Rate limits first, keyed on the certificate's identity (which TLS vouched for), so a
         // flood costs neither a body read nor a database round trip, and writes nothing.
         if let Some(refusal) = rate_limited(&state, &req) {
+            let refusal = before_body(&req, refusal);
             return Err((req, (refusal, None)));
         }
-        let limit = body_limit(req.path());
-        let body = match read_body(&mut req, limit).await {
+        let peer = req.conn_data::<PeerCertificate>().cloned();
+        // The certificate before the body: a caller the registry refuses (suspended, revoked,
+        // removed) is answered without a byte of its body read.
+        if let Err(p) = precheck_certificate(&state, peer.as_ref()).await {
+            let p = before_body(&req, p);
+            return Err((req, (p, None)));
+        }
+        if let Some(p) = repeated_header(&req) {
+            let p = before_body(&req, p);
+            return Err((req, (p, None)));
+        }
+        let body = match read_body(&state, &mut req, peer.as_ref(), head_read_at).await {
             Ok(b) => b,
             Err(p) => return Err((req, (p, None))),
         };
@@ -306,7 +287,6 @@ pub async fn signed_api(
             Ok(t) => turn = Some(t),
             Err(e) => return Err((req, (overloaded(&e), None))),
         }
-        let peer = req.conn_data::<PeerCertificate>().cloned();
         let owned = OwnedView::of(&req, body.clone());
         let caller = match authenticate(&state, peer, owned).await {
             Ok(c) => c,
@@ -318,8 +298,40 @@ pub async fn signed_api(
         req.set_payload(actix_web::dev::Payload::from(body));
         Ok((caller, next.call(req).await))
     }
-    .instrument(span.clone())
-    .await;
+    .instrument(span.clone());
+    // A panic anywhere in the checks or the handler is a bug; the caller still gets an answer
+    // (a signed 500) and the worker goes on serving its other connections.
+    let outcome = match std::panic::AssertUnwindSafe(outcome).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            drop(turn);
+            metrics::record_panic();
+            span.in_scope(|| {
+                tracing::error!(
+                    panic.message = panic_message(&panic),
+                    "request handling panicked"
+                )
+            });
+            metrics::record_request(&route, 500, started.elapsed().as_secs_f64());
+            let problem = Problem::new(
+                500,
+                "internal",
+                "the gateway could not complete the request",
+            );
+            let res = finish(
+                &state,
+                &request_id,
+                None,
+                problem.error_response_with_id(&request_id),
+            )
+            .await;
+            return Err(actix_web::error::InternalError::from_response(
+                "request handling panicked",
+                res,
+            )
+            .into());
+        }
+    };
 
     let res = match outcome {
         Err((req, (problem, bound))) => {
@@ -361,6 +373,181 @@ pub async fn signed_api(
     Ok(res)
 }
 
+/// What a panic carried, for the log.
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// The certificate's registry check, before anything of the body is read: against the cached
+/// registry when it holds the rows and lets the caller in; otherwise (a row not cached, or a
+/// refusal, which may be the cache's stale view) against the registry as it is now.
+async fn precheck_certificate(
+    state: &AppState,
+    peer: Option<&PeerCertificate>,
+) -> Result<(), Problem> {
+    let now = chrono::Utc::now();
+    if let Some(view) = state.registry.cached_view() {
+        if auth::check_certificate(&mut CacheOnly, &view, peer, now).is_ok() {
+            return Ok(());
+        }
+    }
+    check_certificate_now(state, peer.cloned()).await
+}
+
+/// The certificate's registry check against the registry as it is now, on a database thread.
+async fn check_certificate_now(
+    state: &AppState,
+    peer: Option<PeerCertificate>,
+) -> Result<(), Problem> {
+    let pool = state.pool.clone();
+    let registry = state.registry.clone();
+    let checked = state
+        .db
+        .run(move || {
+            let mut conn = pool.get().map_err(|e| auth::AuthError::Db(e.into()))?;
+            let view = registry.current(&mut conn)?;
+            auth::check_certificate(&mut conn, &view, peer.as_ref(), chrono::Utc::now())
+        })
+        .await?;
+    checked.map(|_| ()).map_err(|e| {
+        metrics::record_auth_failure(e.code());
+        Problem::from(e)
+    })
+}
+
+/// Headers that the contract reads as one value. Sent twice, they are not joined: the
+/// signature would cover both lines while a handler read one.
+const SINGLE_VALUED: [&str; 5] = [
+    "idempotency-key",
+    "content-digest",
+    "content-type",
+    "signature-input",
+    "signature",
+];
+
+/// `malformed-request` for a single-valued header sent more than once.
+fn repeated_header(req: &ServiceRequest) -> Option<Problem> {
+    let name = SINGLE_VALUED
+        .iter()
+        .find(|name| req.headers().get_all(**name).nth(1).is_some())?;
+    Some(Problem::new(
+        400,
+        "malformed-request",
+        format!("the {name} header is sent more than once; it takes one value"),
+    ))
+}
+
+/// Reads the body within its route's limit and the body deadline (counted from `head_read_at`).
+/// A body still arriving after [`GRACE_MS`] is slow: its caller's certificate is checked again
+/// against the current registry, and it holds one of its identity's places for slow bodies
+/// until it is read (`http::body`). A refusal mid-body closes the connection, so no unread rest
+/// is taken for a next request.
+async fn read_body(
+    state: &AppState,
+    req: &mut ServiceRequest,
+    peer: Option<&PeerCertificate>,
+    head_read_at: tokio::time::Instant,
+) -> Result<Bytes, Problem> {
+    let limit = body_limit(req.path());
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(body_problem(BodyError::TooLarge(limit), state));
+    }
+    let mut reader = BodyReader::new(req.take_payload(), limit);
+    let deadline = head_read_at + Duration::from_millis(u64::from(state.settings.body_timeout_ms));
+    let grace = (head_read_at + Duration::from_millis(GRACE_MS)).min(deadline);
+    if reader
+        .read_until(grace)
+        .await
+        .map_err(|e| body_problem(e, state))?
+    {
+        return Ok(reader.into_bytes());
+    }
+    check_certificate_now(state, peer.cloned())
+        .await
+        .map_err(closing)?;
+    let identity = peer
+        .and_then(|p| p.identity.as_ref().ok())
+        .map(|i| i.urn())
+        .unwrap_or_default();
+    let Some(_place) = state.slow_bodies.take(&identity) else {
+        metrics::record_slow_body("refused");
+        let mut p = Problem::new(
+            429,
+            "rate-limited",
+            format!(
+                "this identity is already sending {} request bodies slowly; finish those first",
+                state.settings.max_slow_bodies_per_identity
+            ),
+        );
+        p.retry_after_s = Some(1);
+        return Err(closing(p));
+    };
+    match reader.read_until(deadline).await {
+        Ok(true) => {
+            metrics::record_slow_body("read");
+            Ok(reader.into_bytes())
+        }
+        Ok(false) => {
+            metrics::record_slow_body("timed_out");
+            Err(body_problem(BodyError::TimedOut, state))
+        }
+        Err(e) => Err(body_problem(e, state)),
+    }
+}
+
+/// The problem for a body that could not be read; the connection is closed after it.
+fn body_problem(e: BodyError, state: &AppState) -> Problem {
+    closing(match e {
+        BodyError::TooLarge(limit) => Problem::new(
+            413,
+            "payload-too-large",
+            format!("the body is larger than {limit} bytes"),
+        ),
+        BodyError::TimedOut => Problem::new(
+            408,
+            "request-timeout",
+            format!(
+                "the body did not arrive within {} ms",
+                state.settings.body_timeout_ms
+            ),
+        ),
+        BodyError::Unreadable(e) => Problem::new(
+            400,
+            "malformed-request",
+            format!("cannot read the body: {e}"),
+        ),
+    })
+}
+
+/// A refusal made before the body was read: the connection is closed after it if a body was
+/// coming, so that its unread rest is never taken for a next request.
+fn before_body(req: &ServiceRequest, p: Problem) -> Problem {
+    let headers = req.headers();
+    let body_coming = headers.contains_key(actix_web::http::header::TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if body_coming {
+        closing(p)
+    } else {
+        p
+    }
+}
+
+fn closing(mut p: Problem) -> Problem {
+    p.close_connection = true;
+    p
+}
+
 /// The refusal for a request that found its worker's queue full: nothing was read from the
 /// database or written to it.
 fn overloaded(e: &AdmissionError) -> Problem {
@@ -392,6 +579,9 @@ impl Problem {
         let mut res = HttpResponse::build(self.status);
         if let Some(s) = self.retry_after_s {
             res.insert_header(("retry-after", s.to_string()));
+        }
+        if self.close_connection {
+            res.force_close();
         }
         res.content_type(PROBLEM_JSON)
             .body(self.body(request_id).to_string())

@@ -1,6 +1,7 @@
 //! The actix-web edge: TLS, the signed-API middleware, problems, extractors and routes.
 //! Handlers stay thin; the use cases live in `members`, `partners` and `auth`.
 pub mod admission;
+pub mod body;
 pub mod extract;
 pub mod metrics;
 pub mod middleware;
@@ -43,6 +44,9 @@ pub struct AppState {
     /// This worker's places for requests in progress (one per worker, made in the app
     /// factory).
     pub admission: Arc<admission::Admission>,
+    /// Places for bodies still arriving after their first moments, per identity
+    /// (`http::body`), for the whole process.
+    pub slow_bodies: Arc<body::SlowBodies>,
 }
 
 /// Body limits (contract section 13): single requests 64 KiB; batches and reconciliation

@@ -13,6 +13,8 @@ pub struct Problem {
     pub extra: Map<String, Value>,
     /// Sent as `Retry-After` (429, 503).
     pub retry_after_s: Option<u64>,
+    /// Close the connection after this answer: the request's body was left unread.
+    pub close_connection: bool,
 }
 
 /// A short, fixed title per code.
@@ -37,6 +39,8 @@ fn title(code: &str) -> &'static str {
         "method-not-allowed" => "Method not allowed",
         "unsupported-media-type" => "Unsupported media type",
         "payload-too-large" => "Payload too large",
+        "request-timeout" => "Request timeout",
+        "upload-quota-exceeded" => "Upload quota exceeded",
         "validation-failed" => "Validation failed",
         "rate-limited" => "Rate limited",
         "member-inactive" => "Member inactive",
@@ -62,6 +66,7 @@ impl Problem {
             detail: detail.into(),
             extra: Map::new(),
             retry_after_s: None,
+            close_connection: false,
         }
     }
 

@@ -49,10 +49,26 @@ impl Kind {
     }
 }
 
+/// A partner's quota of stored uploads per local day (`ALLIANCE_UPLOADS_PER_PARTNER_PER_DAY`
+/// and `ALLIANCE_UPLOAD_BYTES_PER_PARTNER_PER_DAY`). Every upload is kept for audit, so the
+/// store is bounded by refusing new ones, never by dropping old ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Quota {
+    pub uploads_per_day: u32,
+    pub bytes_per_day: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     #[error("the upload is not valid")]
     Invalid(Vec<FieldError>),
+    #[error("this partner has stored {uploads} uploads ({bytes} bytes) today; the quota is {quota_uploads} uploads and {quota_bytes} bytes a day")]
+    QuotaExceeded {
+        uploads: i64,
+        bytes: i64,
+        quota_uploads: u32,
+        quota_bytes: u64,
+    },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -209,12 +225,14 @@ pub fn parse(body: &[u8]) -> Result<Vec<Row>, Vec<FieldError>> {
 }
 
 /// Stores a partner's upload for `day` (which must be one of the last 90 days, today
-/// included); it replaces the partner's earlier ones for that day (all are kept).
+/// included); it replaces the partner's earlier ones for that day (all are kept). `today_from`
+/// is when the local day `today` began (UTC): the quota counts what the partner stored since.
 pub fn upload(
     conn: &mut DbConn,
     partner: &str,
     day: NaiveDate,
-    today: NaiveDate,
+    (today, today_from): (NaiveDate, chrono::NaiveDateTime),
+    quota: Quota,
     body: &[u8],
 ) -> Result<(usize, chrono::NaiveDateTime), UploadError> {
     let bad = |m: &str| {
@@ -233,7 +251,22 @@ pub fn upload(
     let text = String::from_utf8_lossy(body).into_owned();
     let sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, body));
     let now = now_utc();
+    let body_bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
     write_tx(conn, |conn| -> Result<(), UploadError> {
+        // Two uploads of one partner at once must not both fit in the last place.
+        crate::db::serialise(conn, crate::db::locks::partner_record(partner, "\0uploads"))?;
+        let (uploads, bytes) = Upload::received_since(conn, partner, today_from)?;
+        let over_count = uploads >= i64::from(quota.uploads_per_day);
+        let over_bytes = u64::try_from(bytes.saturating_add(body_bytes))
+            .map_or(true, |b| b > quota.bytes_per_day);
+        if over_count || over_bytes {
+            return Err(UploadError::QuotaExceeded {
+                uploads,
+                bytes,
+                quota_uploads: quota.uploads_per_day,
+                quota_bytes: quota.bytes_per_day,
+            });
+        }
         Upload::insert(
             conn,
             &NewUpload {
@@ -243,6 +276,7 @@ pub fn upload(
                 body_sha256: &sha,
                 body: &text,
                 created_at: now,
+                body_bytes,
             },
         )?;
         Ok(())

@@ -89,6 +89,13 @@ impl TxnError {
 }
 
 /// A new opaque gateway id: a prefix and 26 base32 characters of randomness (130 bits).
+/// Could `s` be an id [`new_id`] made? Anything else (a NUL byte, a 3,000-character path
+/// segment) names no record, and is never sent to the database: PostgreSQL refuses a NUL in
+/// text outright.
+pub fn is_gateway_id(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 pub fn new_id(prefix: &str) -> Result<String, DbError> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 17];

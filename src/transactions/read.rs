@@ -36,6 +36,9 @@ fn view(conn: &mut DbConn, t: &Transaction) -> Result<TransactionView, TxnError>
 }
 
 pub fn one(conn: &mut DbConn, partner: &str, txn_id: &str) -> Result<TransactionView, TxnError> {
+    if !super::is_gateway_id(txn_id) {
+        return Err(TxnError::TransactionNotFound);
+    }
     let t = Transaction::find(conn, partner, txn_id)?.ok_or(TxnError::TransactionNotFound)?;
     view(conn, &t)
 }
@@ -61,9 +64,9 @@ impl ListQuery {
         };
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             match k.as_ref() {
-                "business_date" => match NaiveDate::parse_from_str(&v, "%Y-%m-%d") {
+                "business_date" => match crate::domain::day::parse_day(&v) {
                     Ok(d) => business_date = Some(d),
-                    Err(_) => err(&mut errors, "business_date", "must be a date YYYY-MM-DD"),
+                    Err(e) => err(&mut errors, "business_date", &e.to_string()),
                 },
                 "cursor" => {
                     if v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {

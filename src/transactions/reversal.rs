@@ -68,6 +68,7 @@ pub fn record(
     let (business_date, late) =
         booking_day(conn, business_day(occurred_at, ctx.settings.timezone))?;
     let txn = match original {
+        Original::TxnId(id) if !super::is_gateway_id(id) => None,
         Original::TxnId(id) => Transaction::find(conn, partner, id)?,
         Original::PartnerTxnId(id) => Transaction::find_by_partner_txn_id(conn, partner, id)?,
     }

@@ -634,3 +634,40 @@ impl TestApp {
         alliance_gateway::db::ledger::Ledger::balance(&mut conn, m.id).unwrap()
     }
 }
+
+/// A signed `PUT /v1/reconciliation/{day}` with a CSV body.
+pub async fn upload(client: &PartnerClient, day: &str, csv: &str) -> Response {
+    use alliance_gateway::signature::digest::content_digest;
+    use alliance_gateway::signature::sign::{sign_request, RequestToSign};
+    let path = format!("/v1/reconciliation/{day}");
+    let digest = content_digest(csv.as_bytes());
+    let nonce = nonce();
+    let h = sign_request(
+        &client.key,
+        &RequestToSign {
+            method: "PUT",
+            path: &path,
+            query: None,
+            content_type: Some("text/csv"),
+            content_digest: Some(&digest),
+            idempotency_key: None,
+            key_id: &client.key_id,
+            created: chrono::Utc::now().timestamp(),
+            nonce: &nonce,
+        },
+    )
+    .unwrap();
+    client
+        .send(&Outgoing {
+            method: "PUT".into(),
+            target: path,
+            body: csv.as_bytes().to_vec(),
+            headers: vec![
+                ("Signature-Input".into(), h.signature_input),
+                ("Signature".into(), h.signature),
+                ("Content-Type".into(), "text/csv".into()),
+                ("Content-Digest".into(), digest),
+            ],
+        })
+        .await
+}

@@ -2,6 +2,7 @@
 //! real SQLite file (default) or a fresh PostgreSQL database per test when
 //! `ALLIANCE_TEST_DATABASE_URL` names a server.
 mod admin;
+mod hardening;
 mod helpers;
 mod lifecycle;
 mod ops;

@@ -382,43 +382,6 @@ async fn two_gateways_that_start_after_closing_time_settle_every_due_day_exactly
     assert_eq!(code, 0, "{out}{err}");
 }
 
-/// A signed `PUT /v1/reconciliation/{day}` with a CSV body.
-async fn upload(client: &PartnerClient, day: &str, csv: &str) -> Response {
-    use alliance_gateway::signature::digest::content_digest;
-    use alliance_gateway::signature::sign::{sign_request, RequestToSign};
-    let path = format!("/v1/reconciliation/{day}");
-    let digest = content_digest(csv.as_bytes());
-    let nonce = nonce();
-    let h = sign_request(
-        &client.key,
-        &RequestToSign {
-            method: "PUT",
-            path: &path,
-            query: None,
-            content_type: Some("text/csv"),
-            content_digest: Some(&digest),
-            idempotency_key: None,
-            key_id: &client.key_id,
-            created: Utc::now().timestamp(),
-            nonce: &nonce,
-        },
-    )
-    .unwrap();
-    client
-        .send(&Outgoing {
-            method: "PUT".into(),
-            target: path,
-            body: csv.as_bytes().to_vec(),
-            headers: vec![
-                ("Signature-Input".into(), h.signature_input),
-                ("Signature".into(), h.signature),
-                ("Content-Type".into(), "text/csv".into()),
-                ("Content-Digest".into(), digest),
-            ],
-        })
-        .await
-}
-
 #[tokio::test]
 async fn uploads_are_reconciled_and_a_late_upload_makes_a_new_version() {
     let app = spawn_app().await;

@@ -1,9 +1,10 @@
 use super::blocking;
+use crate::domain::day::{parse_day, FIRST_DAY};
 use crate::http::extract::FinanceCaller;
 use crate::http::problem::Problem;
 use crate::http::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::NaiveDate;
+use chrono::{NaiveDate, TimeDelta};
 
 /// The widest `from`..`to` range a list accepts (contract section 13).
 const MAX_RANGE_DAYS: i64 = 92;
@@ -22,12 +23,10 @@ pub async fn settlements(
         let value = url::form_urlencoded::parse(req.query_string().as_bytes())
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())?;
-        match NaiveDate::parse_from_str(&value, "%Y-%m-%d") {
+        match parse_day(&value) {
             Ok(d) => Some(d),
-            Err(_) => {
-                errors.push(
-                    serde_json::json!({ "field": name, "message": "must be a date YYYY-MM-DD" }),
-                );
+            Err(e) => {
+                errors.push(serde_json::json!({ "field": name, "message": e.to_string() }));
                 None
             }
         }
@@ -45,7 +44,14 @@ pub async fn settlements(
     }
     let today = crate::alliance::business_day(chrono::Utc::now(), state.settings.timezone);
     let to = to.unwrap_or(today);
-    let from = from.unwrap_or(to - chrono::TimeDelta::days(DEFAULT_RANGE_DAYS));
+    // `to` is a parsed day (from 2000-01-01) or today, so the subtraction cannot leave chrono's
+    // range; it is checked all the same, and the default range starts no earlier than that day.
+    let from = match from {
+        Some(from) => from,
+        None => to
+            .checked_sub_signed(TimeDelta::days(DEFAULT_RANGE_DAYS))
+            .map_or(FIRST_DAY, |d| d.max(FIRST_DAY)),
+    };
     let st = state.clone();
     let items = blocking(&state, move || {
         let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;

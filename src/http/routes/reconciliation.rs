@@ -5,13 +5,16 @@ use crate::http::AppState;
 use crate::reconciliation::{self, UploadError};
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{NaiveDate, SecondsFormat};
+use chrono::SecondsFormat;
 
 impl From<UploadError> for Problem {
     fn from(e: UploadError) -> Self {
         match e {
             UploadError::Invalid(errors) => {
                 Problem::validation(serde_json::to_value(errors).unwrap_or_default())
+            }
+            e @ UploadError::QuotaExceeded { .. } => {
+                Problem::new(422, "upload-quota-exceeded", e.to_string())
             }
             UploadError::Db(cause) => Problem::internal(&cause),
         }
@@ -39,15 +42,30 @@ pub async fn upload(
             "Content-Type must be text/csv",
         ));
     }
-    let day = NaiveDate::parse_from_str(&path, "%Y-%m-%d").map_err(|_| {
-        Problem::validation(serde_json::json!([{ "field": "business_date", "message": "must be a date YYYY-MM-DD" }]))
+    let day = crate::domain::day::parse_day(&path).map_err(|e| {
+        Problem::validation(
+            serde_json::json!([{ "field": "business_date", "message": e.to_string() }]),
+        )
     })?;
     let st = state.clone();
     let (rows, accepted_at) = blocking(&state, move || {
         let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
-        let today = crate::alliance::business_day(chrono::Utc::now(), st.settings.timezone);
-        reconciliation::upload(&mut conn, partner.code.as_str(), day, today, &body)
-            .map_err(Problem::from)
+        let now = chrono::Utc::now();
+        let today = crate::alliance::business_day(now, st.settings.timezone);
+        let today_from = crate::alliance::day_start_utc(today, st.settings.timezone).unwrap_or(now);
+        let quota = reconciliation::Quota {
+            uploads_per_day: st.settings.uploads_per_partner_per_day,
+            bytes_per_day: st.settings.upload_bytes_per_partner_per_day,
+        };
+        reconciliation::upload(
+            &mut conn,
+            partner.code.as_str(),
+            day,
+            (today, today_from.naive_utc()),
+            quota,
+            &body,
+        )
+        .map_err(Problem::from)
     })
     .await?;
     let accepted_at = accepted_at

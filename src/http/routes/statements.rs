@@ -26,8 +26,7 @@ fn bad(field: &str, message: &str) -> Problem {
 }
 
 fn date(value: &str, field: &str) -> Result<NaiveDate, Problem> {
-    NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .map_err(|_| bad(field, "must be a date YYYY-MM-DD"))
+    crate::domain::day::parse_day(value).map_err(|e| bad(field, &e.to_string()))
 }
 
 fn query(req: &HttpRequest, name: &str) -> Option<String> {

@@ -1,0 +1,2 @@
+DROP INDEX reconciliation_uploads_received;
+ALTER TABLE reconciliation_uploads DROP COLUMN body_bytes;
