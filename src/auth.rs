@@ -130,34 +130,6 @@ impl AuthError {
             _ => None,
         }
     }
-
-    /// The problem code of contract section 4.
-    pub fn code(&self) -> &'static str {
-        match self {
-            AuthError::CertificateNotActive(_) => "certificate-not-active",
-            AuthError::PartnerSuspended => "partner-suspended",
-            AuthError::MissingSignature(_) => "missing-signature",
-            AuthError::InvalidSignature(_) => "invalid-signature",
-            AuthError::InvalidContentDigest(_) => "invalid-content-digest",
-            AuthError::UnknownKey => "unknown-key",
-            AuthError::KeyIdentityMismatch => "key-identity-mismatch",
-            AuthError::ClockSkew => "clock-skew",
-            AuthError::SignatureExpired => "signature-expired",
-            AuthError::ReplayedRequest { .. } => "replayed-request",
-            AuthError::Db(_) => "internal",
-        }
-    }
-
-    pub fn status(&self) -> u16 {
-        match self {
-            AuthError::CertificateNotActive(_)
-            | AuthError::PartnerSuspended
-            | AuthError::KeyIdentityMismatch => 403,
-            AuthError::InvalidContentDigest(_) => 400,
-            AuthError::Db(_) => 500,
-            _ => 401,
-        }
-    }
 }
 
 /// Is the certificate registered, active and its holder allowed in? Checked on every request:

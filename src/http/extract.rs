@@ -1,4 +1,5 @@
 //! The verified caller, as handlers receive it.
+use super::problem::Code;
 use super::problem::Problem;
 use crate::auth::Caller;
 use crate::domain::{FinanceName, Identity, PartnerCode};
@@ -23,7 +24,7 @@ impl FromRequest for PartnerCaller {
                     caller: caller.clone(),
                 }),
                 Identity::Finance(_) => {
-                    Err(Problem::new(403, "forbidden", "this route is for partners"))
+                    Err(Problem::new(Code::Forbidden, "this route is for partners"))
                 }
             },
             None => Err(Problem::internal(
@@ -51,8 +52,7 @@ impl FromRequest for FinanceCaller {
                     caller: caller.clone(),
                 }),
                 Identity::Partner(_) => Err(Problem::new(
-                    403,
-                    "forbidden",
+                    Code::Forbidden,
                     "this route is for finance staff",
                 )),
             },

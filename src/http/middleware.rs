@@ -4,6 +4,7 @@
 //! gateway's signature. A handler that panics is answered 500, never with a dropped connection.
 use super::body::{BodyError, BodyReader, GRACE_MS};
 use super::metrics;
+use super::problem::Code;
 use super::problem::{Problem, PROBLEM_JSON};
 use super::{body_limit, AppState};
 use crate::auth::{self, Caller, PeerCertificate, RequestView};
@@ -224,7 +225,7 @@ async fn authenticate(
         Err(e) => Err(e),
     };
     outcome.map_err(|e| {
-        metrics::record_auth_failure(e.code());
+        metrics::record_auth_failure(super::problem::auth_code(&e).as_str());
         let bound = e.bound_signature();
         (Problem::from(e), bound)
     })
@@ -313,11 +314,8 @@ pub async fn signed_api(
                 )
             });
             metrics::record_request(&route, 500, started.elapsed().as_secs_f64());
-            let problem = Problem::new(
-                500,
-                "internal",
-                "the gateway could not complete the request",
-            );
+            let problem =
+                Problem::new(Code::Internal, "the gateway could not complete the request");
             let res = finish(
                 &state,
                 &request_id,
@@ -414,7 +412,7 @@ async fn check_certificate_now(
         })
         .await?;
     checked.map(|_| ()).map_err(|e| {
-        metrics::record_auth_failure(e.code());
+        metrics::record_auth_failure(super::problem::auth_code(&e).as_str());
         Problem::from(e)
     })
 }
@@ -435,8 +433,7 @@ fn repeated_header(req: &ServiceRequest) -> Option<Problem> {
         .iter()
         .find(|name| req.headers().get_all(**name).nth(1).is_some())?;
     Some(Problem::new(
-        400,
-        "malformed-request",
+        Code::MalformedRequest,
         format!("the {name} header is sent more than once; it takes one value"),
     ))
 }
@@ -481,8 +478,7 @@ async fn read_body(
     let Some(_place) = state.slow_bodies.take(&identity) else {
         metrics::record_slow_body("refused");
         let mut p = Problem::new(
-            429,
-            "rate-limited",
+            Code::RateLimited,
             format!(
                 "this identity is already sending {} request bodies slowly; finish those first",
                 state.settings.max_slow_bodies_per_identity
@@ -508,23 +504,19 @@ async fn read_body(
 fn body_problem(e: BodyError, state: &AppState) -> Problem {
     closing(match e {
         BodyError::TooLarge(limit) => Problem::new(
-            413,
-            "payload-too-large",
+            Code::PayloadTooLarge,
             format!("the body is larger than {limit} bytes"),
         ),
         BodyError::TimedOut => Problem::new(
-            408,
-            "request-timeout",
+            Code::RequestTimeout,
             format!(
                 "the body did not arrive within {} ms",
                 state.settings.body_timeout_ms
             ),
         ),
-        BodyError::Unreadable(e) => Problem::new(
-            400,
-            "malformed-request",
-            format!("cannot read the body: {e}"),
-        ),
+        BodyError::Unreadable(e) => {
+            Problem::new(Code::MalformedRequest, format!("cannot read the body: {e}"))
+        }
     })
 }
 
@@ -566,8 +558,7 @@ fn rate_limited(state: &AppState, req: &ServiceRequest) -> Option<Problem> {
     let retry_after_s = state.rate_limits.check(&identity.urn()).err()?;
     metrics::record_rate_limited(&identity.key_id_prefix(), "requests");
     let mut p = Problem::new(
-        429,
-        "rate-limited",
+        Code::RateLimited,
         "too many requests from this certificate's identity; retry later",
     );
     p.retry_after_s = Some(retry_after_s);
@@ -576,7 +567,7 @@ fn rate_limited(state: &AppState, req: &ServiceRequest) -> Option<Problem> {
 
 impl Problem {
     fn error_response_with_id(&self, request_id: &str) -> HttpResponse {
-        let mut res = HttpResponse::build(self.status);
+        let mut res = HttpResponse::build(self.status());
         if let Some(s) = self.retry_after_s {
             res.insert_header(("retry-after", s.to_string()));
         }
@@ -611,7 +602,7 @@ async fn finish(
                 state,
                 request_id,
                 bound,
-                status_of(&p),
+                p.status(),
                 PROBLEM_JSON,
                 Bytes::from(p.body(request_id).to_string()),
                 None,
@@ -644,10 +635,6 @@ async fn finish(
         Some(head),
     )
     .await
-}
-
-fn status_of(p: &Problem) -> actix_web::http::StatusCode {
-    p.status
 }
 
 fn stamp_request_id(bytes: &Bytes, request_id: &str) -> Bytes {

@@ -5,10 +5,85 @@ use serde_json::{json, Map, Value};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Declares [`Code`] from one table: each code's variant, its name in `urn:alliance:problem:`,
+/// its HTTP status and its title.
+macro_rules! codes {
+    ($($variant:ident = ($name:literal, $status:literal, $title:literal),)*) => {
+        /// Every problem code the gateway answers with (contract section 4, and the ones it
+        /// adds). A typo is a compile error, never an "Internal error" title.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Code {
+            $($variant,)*
+        }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The code as it appears in `code` and in the `type` URN.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $name,)*
+                }
+            }
+
+            pub fn status(self) -> StatusCode {
+                let status: u16 = match self {
+                    $(Code::$variant => $status,)*
+                };
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+
+            /// A short, fixed title.
+            pub fn title(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $title,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    MalformedRequest = ("malformed-request", 400, "Malformed request"),
+    InvalidContentDigest = ("invalid-content-digest", 400, "Invalid Content-Digest"),
+    MissingSignature = ("missing-signature", 401, "Missing signature"),
+    InvalidSignature = ("invalid-signature", 401, "Invalid signature"),
+    UnknownKey = ("unknown-key", 401, "Unknown key"),
+    ReplayedRequest = ("replayed-request", 401, "Replayed request"),
+    ClockSkew = ("clock-skew", 401, "Clock skew"),
+    SignatureExpired = ("signature-expired", 401, "Signature expired"),
+    KeyIdentityMismatch = ("key-identity-mismatch", 403, "Key does not belong to this identity"),
+    PartnerSuspended = ("partner-suspended", 403, "Partner suspended"),
+    CertificateNotActive = ("certificate-not-active", 403, "Certificate not active"),
+    Forbidden = ("forbidden", 403, "Forbidden"),
+    MemberNotFound = ("member-not-found", 404, "Member not found"),
+    TransactionNotFound = ("transaction-not-found", 404, "Transaction not found"),
+    StatementNotFound = ("statement-not-found", 404, "Statement not found"),
+    NotFound = ("not-found", 404, "Not found"),
+    MethodNotAllowed = ("method-not-allowed", 405, "Method not allowed"),
+    RequestTimeout = ("request-timeout", 408, "Request timeout"),
+    DuplicatePartnerTxnId = ("duplicate-partner-txn-id", 409, "Duplicate partner_txn_id"),
+    DuplicatePartnerReversalId = ("duplicate-partner-reversal-id", 409, "Duplicate partner_reversal_id"),
+    IdempotencyKeyInFlight = ("idempotency-key-in-flight", 409, "Idempotency-Key in flight"),
+    PayloadTooLarge = ("payload-too-large", 413, "Payload too large"),
+    UnsupportedMediaType = ("unsupported-media-type", 415, "Unsupported media type"),
+    ValidationFailed = ("validation-failed", 422, "Validation failed"),
+    OfferRuleViolation = ("offer-rule-violation", 422, "Offer rule violation"),
+    InsufficientPoints = ("insufficient-points", 422, "Insufficient points"),
+    MemberInactive = ("member-inactive", 422, "Member inactive"),
+    MemberAuthenticationRequired = ("member-authentication-required", 422, "Member authentication required"),
+    IdempotencyKeyReused = ("idempotency-key-reused", 422, "Idempotency-Key reused"),
+    ReversalExceedsOriginal = ("reversal-exceeds-original", 422, "Reversal exceeds original"),
+    DayNotClosed = ("day-not-closed", 422, "Day not closed"),
+    UploadQuotaExceeded = ("upload-quota-exceeded", 422, "Upload quota exceeded"),
+    RateLimited = ("rate-limited", 429, "Rate limited"),
+    Internal = ("internal", 500, "Internal error"),
+    ServiceUnavailable = ("service-unavailable", 503, "Service unavailable"),
+}
+
 #[derive(Debug, Clone)]
 pub struct Problem {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: Code,
     pub detail: String,
     pub extra: Map<String, Value>,
     /// Sent as `Retry-After` (429, 503).
@@ -17,57 +92,19 @@ pub struct Problem {
     pub close_connection: bool,
 }
 
-/// A short, fixed title per code.
-fn title(code: &str) -> &'static str {
-    match code {
-        "malformed-request" => "Malformed request",
-        "invalid-content-digest" => "Invalid Content-Digest",
-        "missing-signature" => "Missing signature",
-        "invalid-signature" => "Invalid signature",
-        "unknown-key" => "Unknown key",
-        "replayed-request" => "Replayed request",
-        "clock-skew" => "Clock skew",
-        "signature-expired" => "Signature expired",
-        "key-identity-mismatch" => "Key does not belong to this identity",
-        "partner-suspended" => "Partner suspended",
-        "certificate-not-active" => "Certificate not active",
-        "forbidden" => "Forbidden",
-        "member-not-found" => "Member not found",
-        "transaction-not-found" => "Transaction not found",
-        "statement-not-found" => "Statement not found",
-        "not-found" => "Not found",
-        "method-not-allowed" => "Method not allowed",
-        "unsupported-media-type" => "Unsupported media type",
-        "payload-too-large" => "Payload too large",
-        "request-timeout" => "Request timeout",
-        "upload-quota-exceeded" => "Upload quota exceeded",
-        "validation-failed" => "Validation failed",
-        "rate-limited" => "Rate limited",
-        "member-inactive" => "Member inactive",
-        "member-authentication-required" => "Member authentication required",
-        "offer-rule-violation" => "Offer rule violation",
-        "insufficient-points" => "Insufficient points",
-        "duplicate-partner-txn-id" => "Duplicate partner_txn_id",
-        "duplicate-partner-reversal-id" => "Duplicate partner_reversal_id",
-        "idempotency-key-reused" => "Idempotency-Key reused",
-        "idempotency-key-in-flight" => "Idempotency-Key in flight",
-        "reversal-exceeds-original" => "Reversal exceeds original",
-        "day-not-closed" => "Day not closed",
-        "service-unavailable" => "Service unavailable",
-        _ => "Internal error",
-    }
-}
-
 impl Problem {
-    pub fn new(status: u16, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
         Problem {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code,
             detail: detail.into(),
             extra: Map::new(),
             retry_after_s: None,
             close_connection: false,
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     pub fn with(mut self, key: &str, value: Value) -> Self {
@@ -78,57 +115,53 @@ impl Problem {
     /// 500 with no internals in the body; the cause goes to the log only.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error.message = %cause, "internal error");
-        Problem::new(
-            500,
-            "internal",
-            "the gateway could not complete the request",
-        )
+        Problem::new(Code::Internal, "the gateway could not complete the request")
     }
 
     /// 503: the gateway has more work queued than it takes on (its database queue, or a
     /// worker's admission queue). Nothing was done for the request.
     pub fn overloaded() -> Self {
         Problem::new(
-            503,
-            "service-unavailable",
+            Code::ServiceUnavailable,
             "the gateway is overloaded; retry shortly",
         )
     }
 
     pub fn validation(errors: Value) -> Self {
-        Problem::new(422, "validation-failed", "the request is not valid").with("errors", errors)
+        Problem::new(Code::ValidationFailed, "the request is not valid").with("errors", errors)
     }
 
     /// The problem for a bare error status, when something answered without a body.
     pub fn for_status(status: StatusCode) -> Self {
         let (code, detail) = match status.as_u16() {
-            400 => ("malformed-request", "the request is malformed"),
-            404 => ("not-found", "no such resource"),
+            400 => (Code::MalformedRequest, "the request is malformed"),
+            404 => (Code::NotFound, "no such resource"),
             405 => (
-                "method-not-allowed",
+                Code::MethodNotAllowed,
                 "this resource does not accept that method",
             ),
-            413 => ("payload-too-large", "the body is too large"),
+            408 => (Code::RequestTimeout, "the request did not arrive in time"),
+            413 => (Code::PayloadTooLarge, "the body is too large"),
             415 => (
-                "unsupported-media-type",
+                Code::UnsupportedMediaType,
                 "the Content-Type is not accepted here",
             ),
-            429 => ("rate-limited", "too many requests"),
-            503 => ("service-unavailable", "the gateway is not ready"),
-            _ => ("internal", "the gateway could not complete the request"),
+            429 => (Code::RateLimited, "too many requests"),
+            503 => (Code::ServiceUnavailable, "the gateway is not ready"),
+            // Another client error the framework answered bare (411, say): the request's form.
+            s if (400..500).contains(&s) => (Code::MalformedRequest, "the request is malformed"),
+            _ => (Code::Internal, "the gateway could not complete the request"),
         };
-        let mut p = Problem::new(status.as_u16(), code, detail);
-        p.status = status;
-        p
+        Problem::new(code, detail)
     }
 
     pub fn body(&self, request_id: &str) -> Value {
         let mut body = json!({
-            "type": format!("urn:alliance:problem:{}", self.code),
-            "title": title(self.code),
-            "status": self.status.as_u16(),
+            "type": format!("urn:alliance:problem:{}", self.code.as_str()),
+            "title": self.code.title(),
+            "status": self.status().as_u16(),
             "detail": self.detail,
-            "code": self.code,
+            "code": self.code.as_str(),
             "request_id": request_id,
         });
         if let Value::Object(map) = &mut body {
@@ -142,18 +175,24 @@ impl Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status().as_u16(),
+            self.code.as_str(),
+            self.detail
+        )
     }
 }
 
 /// The request id is stamped in by the signed-API middleware, which knows it.
 impl ResponseError for Problem {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut res = HttpResponse::build(self.status);
+        let mut res = HttpResponse::build(self.status());
         if let Some(s) = self.retry_after_s {
             res.insert_header(("retry-after", s.to_string()));
         }
@@ -162,11 +201,29 @@ impl ResponseError for Problem {
     }
 }
 
+/// The problem code of a refused check (contract sections 4 and 13).
+pub fn auth_code(e: &crate::auth::AuthError) -> Code {
+    use crate::auth::AuthError as E;
+    match e {
+        E::CertificateNotActive(_) => Code::CertificateNotActive,
+        E::PartnerSuspended => Code::PartnerSuspended,
+        E::MissingSignature(_) => Code::MissingSignature,
+        E::InvalidSignature(_) => Code::InvalidSignature,
+        E::InvalidContentDigest(_) => Code::InvalidContentDigest,
+        E::UnknownKey => Code::UnknownKey,
+        E::KeyIdentityMismatch => Code::KeyIdentityMismatch,
+        E::ClockSkew => Code::ClockSkew,
+        E::SignatureExpired => Code::SignatureExpired,
+        E::ReplayedRequest { .. } => Code::ReplayedRequest,
+        E::Db(_) => Code::Internal,
+    }
+}
+
 impl From<crate::auth::AuthError> for Problem {
     fn from(e: crate::auth::AuthError) -> Self {
         match &e {
             crate::auth::AuthError::Db(cause) => Problem::internal(cause),
-            _ => Problem::new(e.status(), e.code(), e.to_string()),
+            _ => Problem::new(auth_code(&e), e.to_string()),
         }
     }
 }
@@ -176,17 +233,16 @@ pub fn json_error(err: actix_web::error::JsonPayloadError) -> Problem {
     use actix_web::error::JsonPayloadError as E;
     match err {
         E::ContentType => Problem::new(
-            415,
-            "unsupported-media-type",
+            Code::UnsupportedMediaType,
             "Content-Type must be application/json",
         ),
         E::Overflow { .. } | E::OverflowKnownLength { .. } => {
-            Problem::new(413, "payload-too-large", "the body is too large")
+            Problem::new(Code::PayloadTooLarge, "the body is too large")
         }
         // The extractor does not know the field's path: only a missing or unknown field's name.
         E::Deserialize(e) if e.is_data() => data_error("", &e),
         E::Deserialize(e) => malformed(&e),
-        other => Problem::new(400, "malformed-request", other.to_string()),
+        other => Problem::new(Code::MalformedRequest, other.to_string()),
     }
 }
 
@@ -232,8 +288,7 @@ pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Probl
 fn malformed(e: &serde_json::Error) -> Problem {
     // A syntax error's message names only what was expected and where, never the input.
     Problem::new(
-        400,
-        "malformed-request",
+        Code::MalformedRequest,
         format!("the body is not valid JSON: {e}"),
     )
 }
@@ -295,6 +350,36 @@ mod tests {
         assert_eq!(p["errors"][0]["message"], "missing field `gross_fen`");
         let p = problem_of::<Item>(r#"{"card_no":"1","gross_fen":1,"extra":true}"#);
         assert_eq!(p["errors"][0]["field"], "extra");
+    }
+
+    #[test]
+    fn every_code_has_one_name_an_error_status_and_a_title() {
+        let mut names = std::collections::HashSet::new();
+        for code in Code::ALL {
+            let name = code.as_str();
+            assert!(names.insert(name), "{name} twice");
+            assert!(
+                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{name}"
+            );
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+            assert!(!code.title().is_empty());
+        }
+        // The contract's own (section 4), with their statuses.
+        for (name, status) in [
+            ("malformed-request", 400),
+            ("replayed-request", 401),
+            ("partner-suspended", 403),
+            ("statement-not-found", 404),
+            ("idempotency-key-in-flight", 409),
+            ("payload-too-large", 413),
+            ("day-not-closed", 422),
+            ("rate-limited", 429),
+            ("internal", 500),
+        ] {
+            let code = Code::ALL.iter().find(|c| c.as_str() == name).unwrap();
+            assert_eq!(code.status().as_u16(), status, "{name}");
+        }
     }
 
     #[test]

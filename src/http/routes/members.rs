@@ -1,6 +1,7 @@
 use super::blocking;
 use crate::http::extract::PartnerCaller;
 use crate::http::metrics;
+use crate::http::problem::Code;
 use crate::http::problem::Problem;
 use crate::http::AppState;
 use crate::members::verify::{self, VerifyError, VerifyRequest};
@@ -12,9 +13,7 @@ impl From<VerifyError> for Problem {
             VerifyError::Validation(errors) => {
                 Problem::validation(serde_json::to_value(errors).unwrap_or_default())
             }
-            VerifyError::MemberNotFound => {
-                Problem::new(404, "member-not-found", "no member matches")
-            }
+            VerifyError::MemberNotFound => Problem::new(Code::MemberNotFound, "no member matches"),
             VerifyError::RateLimited(limited) => rate_limited(limited),
             VerifyError::Db(cause) => Problem::internal(&cause),
         }
@@ -27,7 +26,7 @@ fn rate_limited(limited: crate::members::limits::RateLimited) -> Problem {
         Limit::RequestsPerMinute => "too many verify requests this minute",
         Limit::MembersPerDay => "too many distinct members verified today",
     };
-    let mut p = Problem::new(429, "rate-limited", detail);
+    let mut p = Problem::new(Code::RateLimited, detail);
     p.retry_after_s = Some(limited.retry_after_s);
     p
 }

@@ -6,6 +6,7 @@ pub mod reconciliation;
 pub mod statements;
 pub mod transactions;
 
+use super::problem::Code;
 use super::problem::Problem;
 use super::AppState;
 use crate::db::executor::ExecutorError;
@@ -65,5 +66,5 @@ pub fn method_not_allowed(allow: &'static str) -> actix_web::HttpResponse {
 }
 
 pub async fn not_found() -> Result<actix_web::HttpResponse, Problem> {
-    Err(Problem::new(404, "not-found", "no such resource"))
+    Err(Problem::new(Code::NotFound, "no such resource"))
 }

@@ -1,5 +1,6 @@
 use super::blocking;
 use crate::http::extract::PartnerCaller;
+use crate::http::problem::Code;
 use crate::http::problem::Problem;
 use crate::http::AppState;
 use crate::reconciliation::{self, UploadError};
@@ -14,7 +15,7 @@ impl From<UploadError> for Problem {
                 Problem::validation(serde_json::to_value(errors).unwrap_or_default())
             }
             e @ UploadError::QuotaExceeded { .. } => {
-                Problem::new(422, "upload-quota-exceeded", e.to_string())
+                Problem::new(Code::UploadQuotaExceeded, e.to_string())
             }
             UploadError::Db(cause) => Problem::internal(&cause),
         }
@@ -37,8 +38,7 @@ pub async fn upload(
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("text/csv"));
     if !csv {
         return Err(Problem::new(
-            415,
-            "unsupported-media-type",
+            Code::UnsupportedMediaType,
             "Content-Type must be text/csv",
         ));
     }

@@ -4,6 +4,7 @@
 use super::blocking;
 use crate::domain::PartnerCode;
 use crate::http::extract::{FinanceCaller, PartnerCaller};
+use crate::http::problem::Code;
 use crate::http::problem::Problem;
 use crate::http::AppState;
 use crate::settlement::{self, SettleError, Signer};
@@ -13,9 +14,9 @@ use chrono::NaiveDate;
 impl From<SettleError> for Problem {
     fn from(e: SettleError) -> Self {
         match e {
-            SettleError::NotFound => Problem::new(404, "statement-not-found", e.to_string()),
-            SettleError::DayNotClosed(_) => Problem::new(422, "day-not-closed", e.to_string()),
-            SettleError::DayNotEnded(_) => Problem::new(422, "day-not-closed", e.to_string()),
+            SettleError::NotFound => Problem::new(Code::StatementNotFound, e.to_string()),
+            SettleError::DayNotClosed(_) => Problem::new(Code::DayNotClosed, e.to_string()),
+            SettleError::DayNotEnded(_) => Problem::new(Code::DayNotClosed, e.to_string()),
             other => Problem::internal(&other),
         }
     }
@@ -179,7 +180,7 @@ pub async fn finance_file(
     let name = match file.as_str() {
         "summary.csv" | "discrepancies.csv" => file,
         "manifest" => "manifest.json".to_owned(),
-        _ => return Err(Problem::new(404, "not-found", "no such resource")),
+        _ => return Err(Problem::new(Code::NotFound, "no such resource")),
     };
     let actor = Some(format!("finance:{}", finance.name.as_str()));
     serve_file_as(state, day, version(&req)?, name, None, actor).await
@@ -197,7 +198,7 @@ pub async fn finance_partner_file(
     let code = file
         .strip_suffix(".csv")
         .and_then(|c| PartnerCode::parse(c).ok())
-        .ok_or_else(|| Problem::new(404, "statement-not-found", "no such statement"))?;
+        .ok_or_else(|| Problem::new(Code::StatementNotFound, "no such statement"))?;
     let actor = Some(format!("finance:{}", finance.name.as_str()));
     serve_file_as(
         state,

@@ -4,6 +4,7 @@ use super::{blocking, write};
 use crate::db::executor::ExecutorError;
 use crate::db::idempotency_keys::StoredAnswer;
 use crate::http::extract::PartnerCaller;
+use crate::http::problem::Code;
 use crate::http::problem::{json_request, Problem};
 use crate::http::AppState;
 use crate::transactions::idempotency::{self, Answer, Key};
@@ -25,33 +26,33 @@ impl From<TxnError> for Problem {
             TxnError::Validation(errors) => {
                 Problem::validation(serde_json::to_value(errors).unwrap_or_default())
             }
-            TxnError::Malformed(m) => Problem::new(400, "malformed-request", m),
-            TxnError::MemberNotFound => Problem::new(404, "member-not-found", detail),
-            TxnError::MemberInactive(_) => Problem::new(422, "member-inactive", detail),
+            TxnError::Malformed(m) => Problem::new(Code::MalformedRequest, m),
+            TxnError::MemberNotFound => Problem::new(Code::MemberNotFound, detail),
+            TxnError::MemberInactive(_) => Problem::new(Code::MemberInactive, detail),
             TxnError::MemberAuthenticationRequired(_) => {
-                Problem::new(422, "member-authentication-required", detail)
+                Problem::new(Code::MemberAuthenticationRequired, detail)
             }
-            TxnError::OfferRuleViolation(_) => Problem::new(422, "offer-rule-violation", detail),
-            TxnError::InsufficientPoints { .. } => Problem::new(422, "insufficient-points", detail),
+            TxnError::OfferRuleViolation(_) => Problem::new(Code::OfferRuleViolation, detail),
+            TxnError::InsufficientPoints { .. } => Problem::new(Code::InsufficientPoints, detail),
             TxnError::DuplicatePartnerTxnId { txn_id } => {
-                Problem::new(409, "duplicate-partner-txn-id", detail).with("txn_id", json!(txn_id))
+                Problem::new(Code::DuplicatePartnerTxnId, detail).with("txn_id", json!(txn_id))
             }
             TxnError::DuplicatePartnerReversalId { reversal_id } => {
-                Problem::new(409, "duplicate-partner-reversal-id", detail)
+                Problem::new(Code::DuplicatePartnerReversalId, detail)
                     .with("reversal_id", json!(reversal_id))
             }
-            TxnError::IdempotencyKeyReused => Problem::new(422, "idempotency-key-reused", detail),
+            TxnError::IdempotencyKeyReused => Problem::new(Code::IdempotencyKeyReused, detail),
             TxnError::IdempotencyKeyInFlight => {
-                let mut p = Problem::new(409, "idempotency-key-in-flight", detail);
+                let mut p = Problem::new(Code::IdempotencyKeyInFlight, detail);
                 p.retry_after_s = Some(1);
                 p
             }
-            TxnError::TransactionNotFound => Problem::new(404, "transaction-not-found", detail),
+            TxnError::TransactionNotFound => Problem::new(Code::TransactionNotFound, detail),
             TxnError::ReversalExceedsOriginal { remaining_fen } => {
-                Problem::new(422, "reversal-exceeds-original", detail)
+                Problem::new(Code::ReversalExceedsOriginal, detail)
                     .with("remaining_fen", json!(remaining_fen))
             }
-            TxnError::Forbidden(_) => Problem::new(403, "forbidden", detail),
+            TxnError::Forbidden(_) => Problem::new(Code::Forbidden, detail),
             TxnError::Db(cause) => Problem::internal(&cause),
         }
     }
@@ -362,7 +363,7 @@ pub async fn batch(
                 if let Some(map) = body.as_object_mut() {
                     map.remove("request_id");
                 }
-                json!({ "index": o.index, "status": p.status.as_u16(), "body": body })
+                json!({ "index": o.index, "status": p.status().as_u16(), "body": body })
             }
         })
         .collect();
