@@ -68,6 +68,7 @@ pub fn init(
         settings.data_dir(),
     ] {
         files::create_dir_all(&dir)?;
+        files::make_private_dir(&dir)?;
     }
 
     let (ca_pem, ca_key_pem) = ca::create_ca(name)?;

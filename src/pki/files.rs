@@ -12,6 +12,16 @@ pub const FILE_MODE: u32 = 0o600;
 /// Mode of every directory the gateway creates under `ALLIANCE_HOME`.
 pub const DIR_MODE: u32 = 0o700;
 
+/// Makes an existing directory of the alliance's private (0700): `init` does it for the
+/// directories it owns, which a checkout may have made 0755 (`certs/` and `data/` carry a
+/// committed README).
+pub fn make_private_dir(dir: &Path) -> Result<(), PkiError> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)).map_err(|e| PkiError::io(dir, e))
+}
+
+/// Files the repository itself puts in `certs/` and `data/`: public notes, not the alliance's.
+const REPOSITORY_NOTES: [&str; 2] = ["README.md", ".gitignore"];
+
 /// Creates `dir` and its missing parents with mode 0700. (The umask can only take bits away,
 /// so a directory is never created looser; existing ones are left as they are, and `serve`
 /// warns about loose ones, see [`loose_modes`].)
@@ -82,7 +92,11 @@ pub fn loose_modes(roots: &[PathBuf]) -> Vec<(PathBuf, u32)> {
         let Ok(meta) = fs::symlink_metadata(&path) else {
             continue;
         };
-        if meta.file_type().is_symlink() || !seen.insert(path.clone()) {
+        let note = meta.is_file()
+            && path
+                .file_name()
+                .is_some_and(|n| REPOSITORY_NOTES.iter().any(|r| n == *r));
+        if meta.file_type().is_symlink() || note || !seen.insert(path.clone()) {
             continue;
         }
         let mode = meta.permissions().mode() & 0o777;

@@ -799,3 +799,40 @@ async fn extreme_values_in_every_parameter_of_every_route_get_a_4xx_problem() {
     assert_eq!(rst.verify_card(GOLD_CARD).await.status, 200);
     assert_eq!(app.ledger_total(), 0);
 }
+
+/// With the default home (`.`), `certs/` and `data/` come from the checkout, 0755 with a
+/// README each: `init` makes them private, and the READMEs are not taken for loose secrets.
+#[tokio::test]
+async fn init_makes_the_checkouts_certs_and_data_directories_private() {
+    let home = tempfile::tempdir().unwrap();
+    for dir in ["certs", "data"] {
+        let d = home.path().join(dir);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::copy(root().join(dir).join("README.md"), d.join("README.md")).unwrap();
+        std::fs::copy(root().join(dir).join(".gitignore"), d.join(".gitignore")).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(d.join("README.md"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_alliance-gateway"))
+        .arg("init")
+        .env("ALLIANCE_HOME", home.path())
+        .env_remove("ALLIANCE_DATABASE_URL")
+        .env_remove("ALLIANCE_CA_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let roots = [home.path().join("certs"), home.path().join("data")];
+    for dir in &roots {
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
+    assert!(home.path().join("certs/ca.key").exists());
+    assert!(home.path().join("data/alliance.db").exists());
+    assert_eq!(alliance_gateway::pki::files::loose_modes(&roots), vec![]);
+}
