@@ -108,10 +108,11 @@ fn main() {
         // `serve` checkpoints the WAL once a second off the request path; do the same here, or
         // the WAL (autocheckpoint is off on our connections) grows without bound.
         if i.is_multiple_of(20_000) {
-            db::wal::checkpoint_passive(&mut conn).expect("checkpoint");
+            alliance_gateway::store::sqlite::wal::checkpoint_passive(&mut conn)
+                .expect("checkpoint");
         }
     }
-    db::wal::checkpoint_passive(&mut conn).expect("checkpoint");
+    alliance_gateway::store::sqlite::wal::checkpoint_passive(&mut conn).expect("checkpoint");
     let record_s = started.elapsed().as_secs_f64();
 
     let started = Instant::now();

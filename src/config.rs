@@ -54,6 +54,14 @@ impl DatabaseUrl {
         }
     }
 
+    /// The SQLite file, if the database is one.
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        match self {
+            DatabaseUrl::Sqlite(path) => Some(path),
+            DatabaseUrl::Postgres(_) => None,
+        }
+    }
+
     /// The URL with any password replaced, for printing.
     pub fn redacted(&self) -> String {
         match self {
@@ -110,6 +118,37 @@ pub struct Settings {
     pub upload_bytes_per_partner_per_day: u64,
     /// Lets the plain-HTTP ops listener bind an address other than loopback.
     pub danger_ops_listen_non_loopback: bool,
+    /// How long `serve` waits between two runs of each upkeep job (`jobs::scheduler`).
+    pub job_intervals: JobIntervals,
+}
+
+/// Milliseconds between two runs of each upkeep job (`ALLIANCE_JOB_<NAME>_INTERVAL_MS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobIntervals {
+    pub prune_nonces_ms: u32,
+    /// Ten PASSIVE checkpoints a second rather than one: each then copies a tenth as many
+    /// frames, and its burst of copying (on the cores the requests use) no longer holds up
+    /// every request in progress at once (`docs/benchmarks.md`).
+    pub checkpoint_wal_ms: u32,
+    /// How often an idle chain linker looks for unlinked records; a busy one goes straight on.
+    pub link_chains_ms: u32,
+    pub planner_stats_ms: u32,
+    pub registry_ms: u32,
+    /// How soon a changed CRL file is picked up.
+    pub reload_crl_ms: u32,
+}
+
+impl Default for JobIntervals {
+    fn default() -> Self {
+        JobIntervals {
+            prune_nonces_ms: 60_000,
+            checkpoint_wal_ms: 100,
+            link_chains_ms: 50,
+            planner_stats_ms: 5_000,
+            registry_ms: 60_000,
+            reload_crl_ms: 2_000,
+        }
+    }
 }
 
 /// Defaults and bounds of the body and upload limits.
@@ -149,6 +188,12 @@ struct Raw {
     uploads_per_partner_per_day: Option<String>,
     upload_bytes_per_partner_per_day: Option<String>,
     danger_ops_listen_non_loopback: Option<String>,
+    job_prune_nonces_interval_ms: Option<String>,
+    job_checkpoint_wal_interval_ms: Option<String>,
+    job_link_chains_interval_ms: Option<String>,
+    job_planner_stats_interval_ms: Option<String>,
+    job_registry_interval_ms: Option<String>,
+    job_reload_crl_interval_ms: Option<String>,
 }
 
 fn parse_bool(key: &'static str, v: &str) -> Result<bool, ConfigError> {
@@ -442,6 +487,42 @@ impl Settings {
                 1 << 40,
             )?,
             danger_ops_listen_non_loopback,
+            job_intervals: {
+                let d = JobIntervals::default();
+                let ms = |key, v, default| within(key, v, default, 10, 86_400_000);
+                JobIntervals {
+                    prune_nonces_ms: ms(
+                        "ALLIANCE_JOB_PRUNE_NONCES_INTERVAL_MS",
+                        raw.job_prune_nonces_interval_ms,
+                        d.prune_nonces_ms,
+                    )?,
+                    checkpoint_wal_ms: ms(
+                        "ALLIANCE_JOB_CHECKPOINT_WAL_INTERVAL_MS",
+                        raw.job_checkpoint_wal_interval_ms,
+                        d.checkpoint_wal_ms,
+                    )?,
+                    link_chains_ms: ms(
+                        "ALLIANCE_JOB_LINK_CHAINS_INTERVAL_MS",
+                        raw.job_link_chains_interval_ms,
+                        d.link_chains_ms,
+                    )?,
+                    planner_stats_ms: ms(
+                        "ALLIANCE_JOB_PLANNER_STATS_INTERVAL_MS",
+                        raw.job_planner_stats_interval_ms,
+                        d.planner_stats_ms,
+                    )?,
+                    registry_ms: ms(
+                        "ALLIANCE_JOB_REGISTRY_INTERVAL_MS",
+                        raw.job_registry_interval_ms,
+                        d.registry_ms,
+                    )?,
+                    reload_crl_ms: ms(
+                        "ALLIANCE_JOB_RELOAD_CRL_INTERVAL_MS",
+                        raw.job_reload_crl_interval_ms,
+                        d.reload_crl_ms,
+                    )?,
+                }
+            },
             home,
         })
     }
@@ -540,6 +621,30 @@ impl Settings {
             (
                 "ALLIANCE_DANGER_OPS_LISTEN_NON_LOOPBACK",
                 self.danger_ops_listen_non_loopback.to_string(),
+            ),
+            (
+                "ALLIANCE_JOB_PRUNE_NONCES_INTERVAL_MS",
+                self.job_intervals.prune_nonces_ms.to_string(),
+            ),
+            (
+                "ALLIANCE_JOB_CHECKPOINT_WAL_INTERVAL_MS",
+                self.job_intervals.checkpoint_wal_ms.to_string(),
+            ),
+            (
+                "ALLIANCE_JOB_LINK_CHAINS_INTERVAL_MS",
+                self.job_intervals.link_chains_ms.to_string(),
+            ),
+            (
+                "ALLIANCE_JOB_PLANNER_STATS_INTERVAL_MS",
+                self.job_intervals.planner_stats_ms.to_string(),
+            ),
+            (
+                "ALLIANCE_JOB_REGISTRY_INTERVAL_MS",
+                self.job_intervals.registry_ms.to_string(),
+            ),
+            (
+                "ALLIANCE_JOB_RELOAD_CRL_INTERVAL_MS",
+                self.job_intervals.reload_crl_ms.to_string(),
             ),
         ];
         let mut out = String::new();

@@ -2,10 +2,10 @@
 //! fall alone, a panicking job leaves the batch's transaction sound, and every answer comes
 //! after the commit that made it true.
 use alliance_gateway::config::DatabaseUrl;
-use alliance_gateway::db::executor::ExecutorError;
-use alliance_gateway::db::group_commit::{DbFailure, GroupCommit};
-use alliance_gateway::db::wal::WalState;
 use alliance_gateway::db::{self, DbConn, DbError};
+use alliance_gateway::store::sqlite::group_commit::{DbFailure, GroupCommit};
+use alliance_gateway::store::sqlite::wal::WalState;
+use alliance_gateway::store::StoreError;
 use diesel::connection::SimpleConnection;
 use diesel::RunQueryDsl;
 use std::time::Duration;
@@ -75,7 +75,7 @@ fn setup() -> (tempfile::TempDir, db::Pool, GroupCommit) {
 /// next queue up behind it and are taken together as one batch.
 async fn hold_the_writer(
     writes: &GroupCommit,
-) -> tokio::task::JoinHandle<Result<Result<(), JobError>, ExecutorError>> {
+) -> tokio::task::JoinHandle<Result<Result<(), JobError>, StoreError>> {
     let writes = writes.clone();
     let first = tokio::spawn(async move {
         writes
@@ -149,7 +149,7 @@ async fn a_failing_single_statement_job_rolls_its_batch_back_and_the_others_run_
     assert_eq!(stored(&pool), vec![1, 2, 3]);
 }
 
-fn wal_state(result: Result<Result<Option<WalState>, DbError>, ExecutorError>) -> WalState {
+fn wal_state(result: Result<Result<Option<WalState>, DbError>, StoreError>) -> WalState {
     match result {
         Ok(Ok(Some(state))) => state,
         other => panic!("no WAL state: {other:?}"),
@@ -191,7 +191,7 @@ async fn the_writer_rewinds_the_wal_on_request_once_no_reader_is_left_in_it() {
         Ok(Ok(()))
     ));
     let mut conn = pool.get().expect("connection");
-    let after = db::wal::checkpoint_passive(&mut conn)
+    let after = alliance_gateway::store::sqlite::wal::checkpoint_passive(&mut conn)
         .expect("checkpoint")
         .expect("SQLite");
     assert!(after.log_frames < 10, "the WAL was not rewound: {after:?}");

@@ -84,6 +84,10 @@ pub enum Command {
         /// YYYY-MM-DD.
         date: Option<String>,
     },
+    /// Run one upkeep job once, by hand, as `serve` runs it on its interval: prune-nonces,
+    /// checkpoint-wal, link-chains, planner-stats, registry, reload-crl (checks the CRL file)
+    /// or settle-due (closes every day that is due).
+    RunJob { job: crate::jobs::Job },
     /// Check a settled day offline: manifests' signatures, files' SHA-256 and rows, totals
     /// and, when the database is reachable, each partner's chain head.
     VerifyStatement {
@@ -164,6 +168,37 @@ pub fn main() -> ExitCode {
         Command::Settle { date } => settle(&settings, date.as_deref()),
         Command::VerifyStatement { dir, keys } => verify_statement(&settings, &dir, keys),
         Command::VerifyAuditLog => audit::run(&settings, audit::AuditCommand::Verify),
+        Command::RunJob { job } => run_job(settings, job),
+    }
+}
+
+fn run_job(settings: Settings, job: crate::jobs::Job) -> ExitCode {
+    let ran = actix_web::rt::System::new().block_on(async move {
+        let paths = Paths::new(&settings);
+        let key = crate::pki::keys::PrivateKey::from_pkcs8_pem(
+            &crate::pki::files::read_to_string(&paths.gateway_signing_key())?,
+        )?;
+        let key_id = crate::pki::keys::gateway_key_id(&key.public_key());
+        let url = settings.database.clone();
+        let store =
+            tokio::task::spawn_blocking(move || crate::store::Store::open(&url, 1)).await??;
+        let env = crate::jobs::Env {
+            store,
+            settings: std::sync::Arc::new(settings),
+            clock: crate::clock::system(),
+            gateway_key: std::sync::Arc::new(key),
+            gateway_key_id: std::sync::Arc::from(key_id.as_str()),
+            rate_limits: None,
+            crl: None,
+        };
+        anyhow::Ok(job.run(&env).await?)
+    });
+    match ran {
+        Ok(report) => {
+            println!("{}: {}", job.name(), report.summary);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("{}: {e:#}", job.name())),
     }
 }
 

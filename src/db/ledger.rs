@@ -19,6 +19,34 @@ pub struct Posting<'a> {
     pub amount_points: i64,
 }
 
+/// A [`Posting`] that owns its account's name, for a booking handed between threads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedPosting {
+    pub account: String,
+    pub member_id: Option<i64>,
+    pub amount_points: i64,
+}
+
+impl OwnedPosting {
+    pub fn as_posting(&self) -> Posting<'_> {
+        Posting {
+            account: &self.account,
+            member_id: self.member_id,
+            amount_points: self.amount_points,
+        }
+    }
+}
+
+impl From<&Posting<'_>> for OwnedPosting {
+    fn from(p: &Posting<'_>) -> Self {
+        OwnedPosting {
+            account: p.account.to_owned(),
+            member_id: p.member_id,
+            amount_points: p.amount_points,
+        }
+    }
+}
+
 pub struct Ledger;
 
 /// [`Ledger::post`] on PostgreSQL: the journal and its entries in one statement (a

@@ -47,21 +47,17 @@ pub mod audit_log;
 pub mod business_days;
 pub mod certificates;
 pub mod chain_links;
-pub mod executor;
 pub mod finance_users;
 pub mod gateway_keys;
-pub mod group_commit;
 pub mod idempotency_keys;
 pub mod ledger;
 pub mod member_refs;
 pub mod member_tokens;
 pub mod members;
-pub mod nonce_batch;
 pub mod nonces;
 pub mod offer_versions;
 pub mod partner_chains;
 pub mod partners;
-pub mod planner_stats;
 pub mod prepared;
 pub mod reconciliation_uploads;
 pub mod registry_generation;
@@ -71,7 +67,6 @@ pub mod schema;
 pub mod settlement_runs;
 pub mod signing_keys;
 pub mod transactions;
-pub mod wal;
 
 use crate::config::DatabaseUrl;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -108,6 +103,10 @@ pub enum DbError {
     Invariant(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The store had more work queued than it takes on (`store::StoreError::Overloaded`):
+    /// nothing was done, and the caller may retry shortly.
+    #[error("the database work queue is full")]
+    Overloaded,
     /// A registry lookup made without a database ([`crate::registry::CacheOnly`]) missed the
     /// cache. Never answered: the checks are made again on a database thread.
     #[error("not in the registry cache")]
@@ -143,7 +142,7 @@ fn sqlite_pragmas() -> String {
          PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
          PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = {};",
         BUSY_TIMEOUT_MS,
-        wal::WAL_SIZE_LIMIT_BYTES
+        crate::store::sqlite::wal::WAL_SIZE_LIMIT_BYTES
     )
 }
 
@@ -422,8 +421,15 @@ pub fn serialise_shared(conn: &mut DbConn, lock_key: i64) -> Result<(), diesel::
     Ok(())
 }
 
-/// The current UTC time truncated to microseconds, so values read back compare equal on both backends.
+/// `t` as stored: UTC, truncated to microseconds, so values read back compare equal on both
+/// backends.
+pub fn micros(t: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDateTime {
+    let t = t.naive_utc();
+    chrono::DurationRound::duration_trunc(t, chrono::TimeDelta::microseconds(1)).unwrap_or(t)
+}
+
+/// The wall clock's time as stored ([`micros`]), for the admin commands' own records. A use
+/// case on the request path takes its time from the request (`clock`), never from here.
 pub fn now_utc() -> chrono::NaiveDateTime {
-    let now = chrono::Utc::now().naive_utc();
-    chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::microseconds(1)).unwrap_or(now)
+    micros(chrono::Utc::now())
 }

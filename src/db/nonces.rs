@@ -105,7 +105,7 @@ impl Nonce {
     /// Claims several nonces at once, as [`Nonce::claim_reading_generation`] claims one:
     /// `(fresh, generation)`, `fresh[i]` for `claims[i]`. On PostgreSQL one statement over
     /// arrays, outside any transaction, committed without waiting for its WAL flush (why that
-    /// is safe: [`Nonce::claim_reading_generation`]). For `db::nonce_batch`.
+    /// is safe: [`Nonce::claim_reading_generation`]). For `store::postgres::nonce_batch`.
     ///
     /// A nonce named twice in `claims` is fresh at most once, at its first place: two requests
     /// that carry one nonce are a replay, whichever comes second. At most

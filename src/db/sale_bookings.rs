@@ -1,5 +1,5 @@
 //! Several sales written by one statement: [`Transaction::book_many`], for the PostgreSQL sale
-//! batches (`transactions::sale_batch`), beside the one-sale `Transaction::book`.
+//! batches (`store::postgres::sale_batch`), beside the one-sale `Transaction::book`.
 use super::idempotency_keys::StoredResponse;
 use super::ledger::{Ledger, Posting};
 use super::transactions::Transaction;
@@ -20,7 +20,7 @@ pub(super) struct Booked {
 }
 
 impl Transaction {
-    /// Writes several sales at once (a PostgreSQL batch, see `transactions::sale_batch`): for
+    /// Writes several sales at once (a PostgreSQL batch, see `store::postgres::sale_batch`): for
     /// each, what [`Transaction::book`] writes, all in one statement of data-modifying CTEs
     /// over arrays. Why: on PostgreSQL what a sale costs is mostly per statement and per
     /// commit (executor start-up, plan cache, the commit's WAL flush), not per row written;

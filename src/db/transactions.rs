@@ -36,6 +36,41 @@ pub struct Transaction {
     pub created_at: NaiveDateTime,
 }
 
+/// What booking a sale writes: its row, the member's ref for this partner when
+/// `remember_ref`, its points journal (`postings`, balanced; empty when no points move) and
+/// the answer to store under its Idempotency-Key.
+#[derive(Debug, Clone)]
+pub struct SaleRows {
+    pub txn: Transaction,
+    pub remember_ref: bool,
+    pub postings: Vec<super::ledger::OwnedPosting>,
+    pub answer: Option<StoredResponse>,
+}
+
+impl SaleRows {
+    /// The rows as [`Transaction::book_many`] takes them.
+    pub fn to_book(&self) -> ToBook<'_> {
+        ToBook {
+            txn: &self.txn,
+            remember_ref: self.remember_ref,
+            postings: self.postings.iter().map(|p| p.as_posting()).collect(),
+            answer: self.answer.as_ref(),
+        }
+    }
+
+    /// Writes the sale alone (see [`Transaction::book`]).
+    pub fn book(&self, conn: &mut DbConn) -> Result<(), DbError> {
+        let postings: Vec<Posting<'_>> = self.postings.iter().map(|p| p.as_posting()).collect();
+        Transaction::book(
+            conn,
+            &self.txn,
+            self.remember_ref,
+            &postings,
+            self.answer.as_ref(),
+        )
+    }
+}
+
 /// The advisory locks a sale takes before it reads (PostgreSQL; see `db::locks`).
 #[derive(Debug, Clone, Copy)]
 pub struct SaleLocks {

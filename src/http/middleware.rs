@@ -8,13 +8,11 @@ use super::problem::Code;
 use super::problem::{Problem, PROBLEM_JSON};
 use super::{body_limit, AppState};
 use crate::auth::{self, Caller, PeerCertificate, RequestView};
-use crate::db::executor::ExecutorError;
-use crate::db::nonce_batch::NonceClaim;
-use crate::db::nonces::Nonce;
 use crate::http::admission::AdmissionError;
 use crate::registry::CacheOnly;
 use crate::signature::digest::content_digest;
 use crate::signature::sign::sign_response;
+use crate::store::NonceClaim;
 use actix_web::body::{to_bytes, BoxBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
@@ -85,8 +83,9 @@ impl OwnedView {
 /// A refusal, with the request signature to bind the answer to when it did verify.
 type Refusal = (Problem, Option<(String, String)>);
 
-/// Requests whose handler writes through the group-commit writer: sales, reversals and member
-/// tokens. (A batch's items each take a transaction of their own, off the writer.)
+/// Requests that write anyway: a sale, a reversal, a member token. Their nonce may be claimed
+/// with other requests' (`Store::claim_nonce`). (A batch's items each take a transaction of
+/// their own.)
 fn writes_anyway(method: &str, path: &str) -> bool {
     let reversal = path.starts_with("/v1/transactions/") && path.ends_with("/reversals");
     method == "POST" && (path == "/v1/transactions" || reversal || path == "/v1/member-tokens")
@@ -97,55 +96,15 @@ fn writes_anyway(method: &str, path: &str) -> bool {
 /// a database thread, so that it never holds up the other connections of its worker.
 const MAX_BODY_CHECKED_ON_WORKER_BYTES: usize = super::MAX_BODY_BYTES;
 
-/// Claims a request's nonce with other requests': on PostgreSQL in a nonce claimer's statement
-/// (`db::nonce_batch`), on SQLite in the group-commit writer's next batch. Without either
-/// (never, while `authenticate` asks only when one is there) alone.
-async fn claim_with_others(
-    state: &AppState,
-    claim: NonceClaim,
-) -> Result<Result<(bool, i64), crate::db::DbError>, ExecutorError> {
-    if let Some(nonces) = &state.nonces {
-        return nonces.claim(claim).await;
-    }
-    match &state.writes {
-        Some(writes) => {
-            writes
-                .run_statement(move |conn| Ok(Nonce::claim_reading_generation(conn, &claim.row())?))
-                .await
-        }
-        None => claim_alone(state, claim).await,
-    }
-}
-
-/// Claims a request's nonce in a statement of its own, on a database thread.
-async fn claim_alone(
-    state: &AppState,
-    claim: NonceClaim,
-) -> Result<Result<(bool, i64), crate::db::DbError>, ExecutorError> {
-    let pool = state.pool.clone();
-    state
-        .db
-        .run(move || {
-            let mut conn = pool.get().map_err(crate::db::DbError::from)?;
-            Ok(Nonce::claim_reading_generation(&mut conn, &claim.row())?)
-        })
-        .await
-}
-
 async fn authenticate(
     state: &AppState,
     peer: Option<PeerCertificate>,
     owned: OwnedView,
 ) -> Result<Caller, Refusal> {
-    let now = chrono::Utc::now();
-    // Only a request that writes anyway (a sale, a reversal, a token) has its nonce claimed
-    // with others': on SQLite through the group-commit writer, in the same queue as its write;
-    // on PostgreSQL by the nonce claimers, several to a statement (`db::nonce_batch`). A
-    // read-only request (verify) claims it in a statement of its own: on SQLite the hand-over
-    // to the writer thread cost more than the shared commit saved (measured at concurrency 1
-    // and 64).
-    let batching = (state.writes.is_some() || state.nonces.is_some())
-        && writes_anyway(&owned.method, &owned.path);
+    let now = state.clock.now();
+    // Only a request that writes anyway has its nonce claimed with others' (see
+    // `Store::claim_nonce`); a read-only one (verify) claims it in a statement of its own.
+    let with_others = writes_anyway(&owned.method, &owned.path);
     // Checked against the cached registry, then confirmed (see `auth::Stage`). The checks run
     // here, on the async worker, when the cache holds every row they need
     // (`auth::check_cache_only`) and the body is a single request's; else on a database
@@ -156,25 +115,19 @@ async fn authenticate(
     let (stage, peer, owned) = match first {
         Some(stage) => (Ok(stage), peer, owned),
         None => {
-            let pool = state.pool.clone();
             let registry = state.registry.clone();
             state
-                .db
-                .run(move || {
-                    let stage = pool
-                        .get()
-                        .map_err(|e| auth::AuthError::Db(e.into()))
-                        .and_then(|mut conn| {
-                            auth::check_cached(
-                                &mut conn,
-                                &registry,
-                                peer.as_ref(),
-                                &owned.view(),
-                                now,
-                                batching,
-                            )
-                        });
-                    (stage, peer, owned)
+                .store
+                .read(move |conn| {
+                    let stage = auth::check_cached(
+                        conn,
+                        &registry,
+                        peer.as_ref(),
+                        &owned.view(),
+                        now,
+                        with_others,
+                    );
+                    Ok::<_, crate::db::DbError>((stage, peer, owned))
                 })
                 .await
                 .map_err(|e| (Problem::from(e), None))?
@@ -183,13 +136,10 @@ async fn authenticate(
     let stage = match stage {
         Ok(auth::Stage::ToClaim(pending)) => {
             let claim = NonceClaim::from(&pending.new_nonce());
-            let claimed = if batching {
-                claim_with_others(state, claim).await
-            } else {
-                claim_alone(state, claim).await
-            }
-            .map_err(|e| (Problem::from(e), None))?;
-            claimed
+            state
+                .store
+                .claim_nonce(claim, with_others)
+                .await
                 .map_err(auth::AuthError::from)
                 .map(|(fresh, generation)| pending.after_claim(fresh, generation))
         }
@@ -200,20 +150,18 @@ async fn authenticate(
         Ok(auth::Stage::Confirm(unconfirmed)) => {
             // Rare: the registry changed since the cache was filled, or a refusal (or an
             // unsigned read) has to read the generation itself.
-            let pool = state.pool.clone();
             let registry = state.registry.clone();
             state
-                .db
-                .run(move || {
-                    let mut conn = pool.get().map_err(|e| auth::AuthError::Db(e.into()))?;
-                    auth::confirm(
-                        &mut conn,
+                .store
+                .read(move |conn| {
+                    Ok::<_, crate::db::DbError>(auth::confirm(
+                        conn,
                         &registry,
                         peer.as_ref(),
                         &owned.view(),
                         now,
                         unconfirmed,
-                    )
+                    ))
                 })
                 .await
                 .map_err(|e| (Problem::from(e), None))?
@@ -387,7 +335,7 @@ async fn precheck_certificate(
     state: &AppState,
     peer: Option<&PeerCertificate>,
 ) -> Result<(), Problem> {
-    let now = chrono::Utc::now();
+    let now = state.clock.now();
     if let Some(view) = state.registry.cached_view() {
         if auth::check_certificate(&mut CacheOnly, &view, peer, now).is_ok() {
             return Ok(());
@@ -401,16 +349,15 @@ async fn check_certificate_now(
     state: &AppState,
     peer: Option<PeerCertificate>,
 ) -> Result<(), Problem> {
-    let pool = state.pool.clone();
     let registry = state.registry.clone();
+    let now = state.clock.now();
     let checked = state
-        .db
-        .run(move || {
-            let mut conn = pool.get().map_err(|e| auth::AuthError::Db(e.into()))?;
-            let view = registry.current(&mut conn)?;
-            auth::check_certificate(&mut conn, &view, peer.as_ref(), chrono::Utc::now())
+        .store
+        .read(move |conn| {
+            let view = registry.current(conn)?;
+            auth::check_certificate(conn, &view, peer.as_ref(), now)
         })
-        .await?;
+        .await;
     checked.map(|_| ()).map_err(|e| {
         metrics::record_auth_failure(super::problem::auth_code(&e).as_str());
         Problem::from(e)
@@ -660,7 +607,7 @@ async fn sign(
     head: Option<HttpResponse<()>>,
 ) -> HttpResponse {
     let digest = content_digest(&bytes);
-    let created = chrono::Utc::now().timestamp();
+    let created = state.clock.now().timestamp();
     let mut res = match head {
         Some(h) => h.set_body(BoxBody::new(bytes)),
         None => HttpResponse::build(status).body(bytes),

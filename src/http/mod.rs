@@ -10,9 +10,6 @@ pub mod routes;
 pub mod tls;
 
 use crate::config::Settings;
-use crate::db::executor::Executor;
-use crate::db::group_commit::GroupCommit;
-use crate::db::Pool;
 use crate::pki::keys::PrivateKey;
 use crate::pki::secrets::MemberKeys;
 use std::sync::Arc;
@@ -20,18 +17,10 @@ use std::sync::Arc;
 /// What every handler may use. Cloned per worker (all fields are cheap handles).
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: Pool,
-    /// Where blocking database work runs.
-    pub db: Executor,
-    /// On SQLite, where the request path's writes run, batched into shared commits; `None` on
-    /// PostgreSQL (see `routes::write`).
-    pub writes: Option<GroupCommit>,
-    /// On PostgreSQL, where sales are booked several to a transaction; `None` on SQLite, whose
-    /// group commit already shares commits (see `transactions::sale_batch`).
-    pub sales: Option<crate::transactions::sale_batch::SaleBatcher>,
-    /// On PostgreSQL, where the nonces of requests that write anyway are claimed several to a
-    /// statement; `None` on SQLite, whose group commit claims them (see `db::nonce_batch`).
-    pub nonces: Option<crate::db::nonce_batch::NonceBatcher>,
+    /// The storage engine: every database read and write goes through it.
+    pub store: crate::store::Store,
+    /// What time it is (`clock`): the wall's in `serve`, a settable one in tests.
+    pub clock: crate::clock::SharedClock,
     pub settings: Arc<Settings>,
     pub gateway_key: Arc<PrivateKey>,
     pub gateway_key_id: Arc<str>,

@@ -221,9 +221,9 @@ pub fn auth_code(e: &crate::auth::AuthError) -> Code {
 
 impl From<crate::auth::AuthError> for Problem {
     fn from(e: crate::auth::AuthError) -> Self {
-        match &e {
-            crate::auth::AuthError::Db(cause) => Problem::internal(cause),
-            _ => Problem::new(auth_code(&e), e.to_string()),
+        match e {
+            crate::auth::AuthError::Db(cause) => Problem::from(cause),
+            other => Problem::new(auth_code(&other), other.to_string()),
         }
     }
 }

@@ -3,7 +3,7 @@ use crate::alliance::business_day;
 use crate::db::member_refs::{MemberRef, NewMemberRef};
 use crate::db::members::{Member, VerifyBy};
 use crate::db::offer_versions::OfferVersion;
-use crate::db::{now_utc, DbConn, DbError};
+use crate::db::{DbConn, DbError};
 use crate::domain::{CardNo, MemberStatus, PartnerCode, Phone, Tier};
 use crate::partners::terms::BPS_ONE;
 use crate::pki::secrets::MemberKeys;
@@ -171,7 +171,7 @@ pub fn verify(
                 partner_code: partner.as_str(),
                 member_ref: &member_ref,
                 member_id: member.id,
-                created_at: now_utc(),
+                created_at: crate::db::micros(local.with_timezone(&Utc)),
             },
         )?;
     }

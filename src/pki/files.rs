@@ -113,6 +113,42 @@ pub fn loose_modes(roots: &[PathBuf]) -> Vec<(PathBuf, u32)> {
     loose
 }
 
+/// Lines of warning about loose modes, at most; the rest are counted.
+const MAX_LOOSE_MODE_WARNINGS: usize = 20;
+
+/// Warns about the alliance's files and directories that others may read, write or enter
+/// (`pki::files::loose_modes`): the gateway creates its own 0600 and 0700, but a copy, an
+/// older version or a hand-made file may be looser.
+pub fn warn_about_loose_modes(settings: &crate::config::Settings) {
+    let mut roots = vec![
+        settings.certs_dir(),
+        settings.bundles_dir(),
+        settings.statements_dir(),
+        settings.data_dir(),
+    ];
+    if let Some(db) = settings.database.sqlite_file() {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.to_path_buf().into_os_string();
+            name.push(suffix);
+            roots.push(name.into());
+        }
+    }
+    let loose = loose_modes(&roots);
+    for (path, mode) in loose.iter().take(MAX_LOOSE_MODE_WARNINGS) {
+        tracing::warn!(
+            file.path = %path.display(),
+            file.mode = format!("{mode:o}"),
+            "others may read or write this file of the alliance; run chmod go-rwx on it"
+        );
+    }
+    if loose.len() > MAX_LOOSE_MODE_WARNINGS {
+        tracing::warn!(
+            files.loose = loose.len(),
+            "more files of the alliance are open to others than listed; chmod -R go-rwx the alliance's directories"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

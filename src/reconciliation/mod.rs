@@ -4,7 +4,7 @@
 pub mod matching;
 
 use crate::db::reconciliation_uploads::{NewUpload, Upload};
-use crate::db::{now_utc, write_tx, DbConn, DbError};
+use crate::db::{write_tx, DbConn, DbError};
 use crate::members::verify::FieldError;
 use crate::transactions::input::is_partner_id;
 use chrono::{NaiveDate, TimeDelta};
@@ -47,6 +47,15 @@ impl Kind {
             Kind::Reversal => "reversal",
         }
     }
+}
+
+/// When an upload arrived: the instant (as stored), its local day, and when that day began
+/// (UTC), from which the quota counts what the partner stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    pub at: chrono::NaiveDateTime,
+    pub today: NaiveDate,
+    pub today_from: chrono::NaiveDateTime,
 }
 
 /// A partner's quota of stored uploads per local day (`ALLIANCE_UPLOADS_PER_PARTNER_PER_DAY`
@@ -225,16 +234,20 @@ pub fn parse(body: &[u8]) -> Result<Vec<Row>, Vec<FieldError>> {
 }
 
 /// Stores a partner's upload for `day` (which must be one of the last 90 days, today
-/// included); it replaces the partner's earlier ones for that day (all are kept). `today_from`
-/// is when the local day `today` began (UTC): the quota counts what the partner stored since.
+/// included); it replaces the partner's earlier ones for that day (all are kept).
 pub fn upload(
     conn: &mut DbConn,
     partner: &str,
     day: NaiveDate,
-    (today, today_from): (NaiveDate, chrono::NaiveDateTime),
+    received: Received,
     quota: Quota,
     body: &[u8],
 ) -> Result<(usize, chrono::NaiveDateTime), UploadError> {
+    let Received {
+        at: now,
+        today,
+        today_from,
+    } = received;
     let bad = |m: &str| {
         UploadError::Invalid(vec![FieldError {
             field: "business_date".into(),
@@ -250,7 +263,6 @@ pub fn upload(
     let rows = parse(body).map_err(UploadError::Invalid)?;
     let text = String::from_utf8_lossy(body).into_owned();
     let sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, body));
-    let now = now_utc();
     let body_bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
     write_tx(conn, |conn| -> Result<(), UploadError> {
         // Two uploads of one partner at once must not both fit in the last place.

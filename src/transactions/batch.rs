@@ -1,13 +1,11 @@
 //! `POST /v1/transactions/batch`: 1–500 sales and reversals from a till that was offline,
 //! processed in order, each standing alone with its own Idempotency-Key. A reversal item
 //! names its sale by `partner_txn_id`, which may be an earlier item of the same batch.
-use super::idempotency::{self, Answer, Key};
-use super::input::{parse_idempotency_key, ReversalRequest, SaleRequest};
-use super::reversal::{self, Original};
-use super::{sale, Ctx, TxnError};
-use crate::db::DbConn;
+use super::idempotency::Answer;
+use super::input::{parse_idempotency_key, ReversalInput, ReversalRequest, Sale, SaleRequest};
+use super::record::{Idempotent, ReversalOf};
+use super::{Ctx, TxnError};
 use base64::Engine;
-use chrono::TimeDelta;
 use serde_json::Value;
 
 pub const MAX_ITEMS: usize = 500;
@@ -42,29 +40,19 @@ pub fn items(body: Value) -> Result<Vec<Value>, TxnError> {
     }
 }
 
-/// Processes every item in order; one item's failure never affects another.
-pub fn run(conn: &mut DbConn, ctx: &Ctx<'_>, items: Vec<Value>) -> Vec<ItemOutcome> {
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(index, item)| ItemOutcome {
-            index,
-            result: one(conn, ctx, item),
-        })
-        .collect()
+/// A batch item, parsed: what the single request of its kind would carry.
+pub enum Item {
+    Sale(Sale, Idempotent),
+    Reversal(ReversalOf, ReversalInput, Idempotent),
 }
 
-fn one(conn: &mut DbConn, ctx: &Ctx<'_>, item: Value) -> Result<Answer, TxnError> {
-    // The item's digest covers the whole item, kind and idempotency_key included, in RFC 8785
-    // canonical form, so "the same item" does not depend on key order or spacing.
+/// Parses one item (`record::record_batch` records it). Its digest covers the whole item,
+/// `kind` and `idempotency_key` included, in RFC 8785 canonical form, so "the same item" does
+/// not depend on key order or spacing.
+pub fn parse_item(ctx: &Ctx<'_>, item: Value) -> Result<Item, TxnError> {
     let canonical = serde_json_canonicalizer::to_vec(&item)
         .map_err(|e| TxnError::Malformed(format!("item: {e}")))?;
     let sha = ring::digest::digest(&ring::digest::SHA256, &canonical);
-    let request_digest = format!(
-        "sha-256=:{}:",
-        base64::engine::general_purpose::STANDARD.encode(sha.as_ref())
-    );
-    let request_sha256 = hex::encode(sha.as_ref());
     let Value::Object(mut fields) = item else {
         return Err(TxnError::validation("items", "each item must be an object"));
     };
@@ -72,24 +60,21 @@ fn one(conn: &mut DbConn, ctx: &Ctx<'_>, item: Value) -> Result<Answer, TxnError
     let key = fields.remove("idempotency_key");
     let key = parse_idempotency_key(key.as_ref().and_then(Value::as_str))
         .map_err(|e| TxnError::validation("idempotency_key", e.to_string()))?;
-    let s = ctx.settings;
-    let idem = Key {
-        partner: ctx.partner.as_str(),
-        key: &key,
-        request_sha256: &request_sha256,
-        retention: TimeDelta::hours(i64::from(s.idempotency_retention_hours)),
-        in_flight_wait_ms: idempotency::IN_FLIGHT_WAIT_MS,
+    let idem = Idempotent {
+        key,
+        request_sha256: hex::encode(sha.as_ref()),
+        request_digest: format!(
+            "sha-256=:{}:",
+            base64::engine::general_purpose::STANDARD.encode(sha.as_ref())
+        ),
     };
-    let now = crate::db::now_utc();
+    let s = ctx.settings;
     match kind.as_ref().and_then(Value::as_str) {
         Some("sale") => {
             let req: SaleRequest = crate::json_shape::from_value(Value::Object(fields))
                 .map_err(|(field, message)| TxnError::validation(&field, message))?;
-            let parsed = req.parse(ctx.now, s.max_backdate_days, s.max_txn_fen)?;
-            idempotency::once(conn, &idem, now, |conn| {
-                let receipt = sale::record(conn, ctx, &parsed, &request_digest)?;
-                Ok((201, to_json(&receipt)?))
-            })
+            let sale = req.parse(ctx.now, s.max_backdate_days, s.max_txn_fen)?;
+            Ok(Item::Sale(sale, idem))
         }
         Some("reversal") => {
             let partner_txn_id = match fields.remove("partner_txn_id") {
@@ -103,17 +88,12 @@ fn one(conn: &mut DbConn, ctx: &Ctx<'_>, item: Value) -> Result<Answer, TxnError
             };
             let req: ReversalRequest = crate::json_shape::from_value(Value::Object(fields))
                 .map_err(|(field, message)| TxnError::validation(&field, message))?;
-            let parsed = req.parse(ctx.now, s.max_backdate_days, s.max_txn_fen)?;
-            idempotency::once(conn, &idem, now, |conn| {
-                let receipt = reversal::record(
-                    conn,
-                    ctx,
-                    Original::PartnerTxnId(&partner_txn_id),
-                    &parsed,
-                    &request_digest,
-                )?;
-                Ok((201, to_json(&receipt)?))
-            })
+            let input = req.parse(ctx.now, s.max_backdate_days, s.max_txn_fen)?;
+            Ok(Item::Reversal(
+                ReversalOf::PartnerTxnId(partner_txn_id),
+                input,
+                idem,
+            ))
         }
         _ => Err(TxnError::validation(
             "kind",

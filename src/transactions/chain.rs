@@ -3,16 +3,14 @@
 //! the record's contract fields), the first chained to 32 zero bytes. Serialised per partner
 //! across instances by the partner's chain lock.
 //!
-//! When a record is linked depends on the backend ([`links_at_booking`]):
-//! - **SQLite**: in the booking's own transaction. Its one writer already serialises every
-//!   booking, so holding the chain there costs nothing.
-//! - **PostgreSQL**: just after the booking commits, by the linker ([`link_all`]), which every
-//!   gateway runs in the background and which links whatever is pending in batches. Holding the
-//!   partner's chain lock from the booking to its commit made each booking wait for the previous
-//!   one's WAL flush: one partner's sales went one at a time (about 350/s here, whatever the
-//!   concurrency). Until it is linked a record has no `seq` and no `line_hash`; nothing outside
-//!   this module reads them before the day closes, and closing links everything first, under
-//!   the exclusive booking lock.
+//! When a record is linked is the store's to say (`store::chains_linked_at_booking`): in the
+//! booking's own transaction ([`link_sale`], [`link_reversal`]) where one writer serialises
+//! every booking anyway, or just after the booking commits, by the linker ([`link_all`], an
+//! upkeep job every gateway runs), which links whatever is pending in batches. Holding the
+//! partner's chain lock from booking to commit made each booking wait for the previous one's
+//! commit: one partner's sales went one at a time. Until it is linked a record has no `seq` and
+//! no `line_hash`; nothing outside this module reads them before the day closes, and closing
+//! links everything first, under the exclusive booking lock.
 use crate::db::chain_links::{self, Chained, Link};
 use crate::db::partner_chains::{ChainHead, GENESIS};
 use crate::db::reversals::Reversal;
@@ -82,13 +80,7 @@ pub fn line_hash(prev_hex: &str, fields: &Value) -> Result<String, DbError> {
     Ok(hex::encode(ctx.finish()))
 }
 
-/// Records are linked by the booking transaction itself on SQLite; on PostgreSQL, by the
-/// linker after it commits (see the module's documentation).
-pub fn links_at_booking(conn: &DbConn) -> bool {
-    matches!(conn, DbConn::Sqlite(_))
-}
-
-/// Links a sale being booked (SQLite: see [`links_at_booking`]): takes the chain lock, sets
+/// Links a sale being booked (when the store links at booking): takes the chain lock, sets
 /// the sale's `seq` and `line_hash` and moves the head. The caller inserts the sale in the same
 /// transaction.
 pub fn link_sale(conn: &mut DbConn, txn: &mut Transaction) -> Result<(), DbError> {

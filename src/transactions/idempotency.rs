@@ -2,20 +2,15 @@
 //! partner's Idempotency-Key in the same transaction as the change it describes. A repeat with
 //! a byte-identical body gets the stored answer; another body gets `idempotency-key-reused`.
 //!
-//! A repeat that arrives while the first is still running waits for it (up to
-//! [`IN_FLIGHT_WAIT_MS`]) and then replays its answer, so a till that retries quickly still
-//! gets one transaction and identical answers; past the wait it gets
-//! `idempotency-key-in-flight`. On SQLite the single writer already orders them; on
-//! PostgreSQL a per-key advisory lock does. Work in a group-commit batch must not sleep (it
-//! would hold up the batch), so there the wait is zero and the caller retries instead
-//! ([`Key::in_flight_wait_ms`]).
+//! A repeat that arrives while the first is still running is refused here with
+//! `idempotency-key-in-flight` at once, holding nothing; the caller tries again for a while
+//! (`record::until_settled`) and then replays the first one's answer, so a till that retries
+//! quickly still gets one transaction and identical answers. On SQLite the single writer
+//! already orders them; on PostgreSQL a per-key advisory lock does.
 use super::TxnError;
 use crate::db::idempotency_keys::{StoredAnswer, StoredResponse};
 use crate::db::{in_transaction, locks, write_tx, DbConn};
 use chrono::{NaiveDateTime, TimeDelta};
-
-/// How long a repeat waits for the first request under its key.
-pub const IN_FLIGHT_WAIT_MS: u64 = 2_000;
 
 /// A stored or fresh answer: status and the exact body bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,32 +28,19 @@ pub struct Key<'a> {
     /// SHA-256 (hex) of the request body as received (of the canonical item, for batch items).
     pub request_sha256: &'a str,
     pub retention: TimeDelta,
-    /// How long to wait here for another gateway's request under the same key: 0 in a
-    /// group-commit batch, whose caller retries; [`IN_FLIGHT_WAIT_MS`] elsewhere.
-    pub in_flight_wait_ms: u64,
 }
 
-/// Takes the per-key lock (PostgreSQL), waiting at most `wait_ms`, and returns the live answer
-/// stored under the key, if any: both in one round trip per try.
+/// Takes the per-key lock (PostgreSQL) without waiting, and returns the live answer stored
+/// under the key, if any: both in one round trip. Another request holding the key is
+/// `idempotency-key-in-flight`.
 fn lock_and_find(
     conn: &mut DbConn,
     key: &Key<'_>,
     now: NaiveDateTime,
 ) -> Result<Option<StoredAnswer>, TxnError> {
     let lock = locks::idempotency(key.partner, key.key);
-    let deadline =
-        std::time::Instant::now() + std::time::Duration::from_millis(key.in_flight_wait_ms);
-    loop {
-        if let Some(stored) =
-            StoredResponse::try_lock_and_find(conn, lock, key.partner, key.key, now)?
-        {
-            return Ok(stored);
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(TxnError::IdempotencyKeyInFlight);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    StoredResponse::try_lock_and_find(conn, lock, key.partner, key.key, now)?
+        .ok_or(TxnError::IdempotencyKeyInFlight)
 }
 
 /// Runs `work` once per key, in one write transaction with the stored answer: a failed

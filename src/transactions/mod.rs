@@ -11,9 +11,9 @@ pub mod chain;
 pub mod idempotency;
 pub mod input;
 pub mod read;
+pub mod record;
 pub mod reversal;
 pub mod sale;
-pub mod sale_batch;
 pub mod tokens;
 
 use crate::config::Settings;
@@ -67,7 +67,7 @@ pub enum TxnError {
     Db(#[from] DbError),
 }
 
-impl crate::db::group_commit::DbFailure for TxnError {
+impl crate::store::DbFailure for TxnError {
     fn is_db_failure(&self) -> bool {
         matches!(self, TxnError::Db(_))
     }

@@ -8,7 +8,7 @@ use super::{chain, new_id, post_points, Ctx, PointsMove, TxnError};
 use crate::alliance::business_day;
 use crate::db::reversals::Reversal;
 use crate::db::transactions::Transaction;
-use crate::db::{locks, now_utc, serialise, DbConn};
+use crate::db::{locks, serialise, DbConn};
 use serde::{Deserialize, Serialize};
 
 /// The receipt of a reversal (contract section 13): the amounts reversed, as positive numbers.
@@ -109,7 +109,7 @@ pub fn record(
     let back = reverse(&original_amounts, reversed_before, input.gross_fen);
 
     let reversal_id = new_id("rev")?;
-    let now = now_utc();
+    let now = crate::db::micros(ctx.now);
     let balance = lock_balance(conn, txn.member_id)?;
     // Redeemed points go back to the member; earned points are clawed back, whatever the
     // balance (a clawback always succeeds, and may leave it below zero).
@@ -145,7 +145,7 @@ pub fn record(
         line_hash: None,
         created_at: now,
     };
-    if chain::links_at_booking(conn) {
+    if crate::store::chains_linked_at_booking(conn) {
         // Last, so that the chain lock is held only for the insert and the commit.
         chain::link_reversal(conn, &mut rev)?;
     }

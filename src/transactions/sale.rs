@@ -9,10 +9,12 @@ use super::{
 use crate::alliance::business_day;
 use crate::db::business_days::BusinessDays;
 use crate::db::idempotency_keys::{StoredAnswer, StoredResponse};
-use crate::db::ledger::{Ledger, Posting};
+use crate::db::ledger::{Ledger, OwnedPosting};
 use crate::db::offer_versions::OfferVersion;
-use crate::db::transactions::{AnswerLookup, Answered, MemberKey, SaleLocks, Transaction};
-use crate::db::{in_transaction, locks, now_utc, serialise_shared, write_tx, DbConn, DbError};
+use crate::db::transactions::{
+    AnswerLookup, Answered, MemberKey, SaleLocks, SaleRows, Transaction,
+};
+use crate::db::{in_transaction, locks, serialise_shared, write_tx, DbConn, DbError};
 use crate::domain::{MemberStatus, Tier};
 use crate::partners::terms::{Terms, BPS_ONE};
 use crate::registry::Offer;
@@ -137,10 +139,10 @@ pub fn record(
 }
 
 /// Records a sale once per Idempotency-Key (contract sections 5 and 13), with the same
-/// outcomes as [`idempotency::once`] around [`record`]. On PostgreSQL the key's lock, lookup
-/// and stored answer are folded into the sale's own two statements, its prelude and its
-/// booking: a sale's transaction is then BEGIN, two statements and COMMIT, where `once` around
-/// `record` sends two statements more.
+/// outcomes as [`idempotency::once`] around [`record`], the key's lock, lookup and stored
+/// answer folded into the sale's own statements: on PostgreSQL its prelude and its booking, so
+/// that a sale's transaction is BEGIN, two statements and COMMIT. Inside an open transaction
+/// (the store's) it runs in it; else in one of its own.
 pub fn record_once(
     conn: &mut DbConn,
     ctx: &Ctx<'_>,
@@ -149,27 +151,19 @@ pub fn record_once(
     key: &Key<'_>,
     now: NaiveDateTime,
 ) -> Result<Answer, TxnError> {
-    if matches!(conn, DbConn::Postgres(_)) {
-        let folded =
-            |conn: &mut DbConn| match record_in(conn, ctx, sale, request_digest, Some((key, now)))?
-            {
-                Recorded::Stored(stored) => idempotency::replay(key, stored),
-                Recorded::Booked { body, .. } => Ok(Answer {
-                    status: 201,
-                    body,
-                    replayed: false,
-                }),
-            };
-        // PostgreSQL has no group commit: an open transaction is this request's own (the
-        // HTTP edge opens it), and a failure rolls all of it back.
-        if in_transaction(conn) {
-            return folded(conn);
-        }
-        return write_tx(conn, folded);
+    let folded =
+        |conn: &mut DbConn| match record_in(conn, ctx, sale, request_digest, Some((key, now)))? {
+            Recorded::Stored(stored) => idempotency::replay(key, stored),
+            Recorded::Booked { body, .. } => Ok(Answer {
+                status: 201,
+                body,
+                replayed: false,
+            }),
+        };
+    if in_transaction(conn) {
+        return folded(conn);
     }
-    idempotency::once(conn, key, now, |conn| {
-        Ok((201, to_json(&record(conn, ctx, sale, request_digest)?)?))
-    })
+    write_tx(conn, folded)
 }
 
 /// What [`record_in`] did.
@@ -193,7 +187,7 @@ fn record_in(
     match prepare_in(conn, ctx, sale, request_digest, fold)? {
         Prepared::Stored(stored) => Ok(Recorded::Stored(stored)),
         Prepared::Booking(b) => {
-            b.book(conn)?;
+            b.rows.book(conn)?;
             Ok(Recorded::Booked {
                 receipt: b.receipt,
                 body: b.body,
@@ -204,46 +198,11 @@ fn record_in(
 
 /// A sale judged under its locks, ready to be written.
 pub struct Booking {
-    pub txn: Transaction,
-    /// Whether the partner is given the member's ref from now on (it named them by card).
-    pub remember_ref: bool,
-    pub points_earned: i64,
-    pub points_redeemed: i64,
-    /// The answer to store under the Idempotency-Key, when one was folded in.
-    pub stored: Option<StoredResponse>,
+    /// What booking it writes.
+    pub rows: SaleRows,
     pub receipt: Receipt,
     /// The receipt's JSON, as answered and stored.
     pub body: String,
-}
-
-impl Booking {
-    /// The sale's balanced points journal (empty when no points move), between the member and
-    /// the partner's `issued` and `redeemed` accounts.
-    pub fn postings<'a>(&self, issued: &'a str, redeemed: &'a str) -> Vec<Posting<'a>> {
-        postings(
-            &PointsMove {
-                partner: &self.txn.partner_code,
-                member_id: self.txn.member_id,
-                earned: self.points_earned,
-                redeemed: self.points_redeemed,
-            },
-            issued,
-            redeemed,
-        )
-    }
-
-    /// Writes the sale alone (see `Transaction::book`).
-    pub fn book(&self, conn: &mut DbConn) -> Result<(), DbError> {
-        let partner = &self.txn.partner_code;
-        let (issued, redeemed) = (issued_account(partner), redeemed_account(partner));
-        Transaction::book(
-            conn,
-            &self.txn,
-            self.remember_ref,
-            &self.postings(&issued, &redeemed),
-            self.stored.as_ref(),
-        )
-    }
 }
 
 /// What [`prepare_in`] found.
@@ -258,7 +217,7 @@ pub enum Prepared {
 /// judgement. Two things are written here all the same: a redemption's member token is
 /// consumed, and on SQLite the sale takes its place in the chain (after every check). A
 /// refusal after the token's consumption rolls back with the request's transaction, so the
-/// caller must not commit what a refused sale did (see `sale_batch`, which batches only sales
+/// caller must not commit what a refused sale did (see `store::postgres::sale_batch`, which batches only sales
 /// that redeem nothing, on PostgreSQL).
 pub fn prepare_in(
     conn: &mut DbConn,
@@ -284,30 +243,23 @@ pub fn prepare_in(
         key: k.key,
         now,
     });
-    let deadline = std::time::Instant::now()
-        + std::time::Duration::from_millis(fold.map_or(0, |(k, _)| k.in_flight_wait_ms));
-    let prelude = loop {
-        let prelude = Transaction::sale_prelude(
-            conn,
-            SaleLocks {
-                booking: locks::BOOKING,
-                record: locks::partner_record(partner, &sale.partner_txn_id),
-            },
-            partner,
-            &sale.partner_txn_id,
-            key,
-            answer,
-        )?;
-        match prelude.answered {
-            Answered::Open => break prelude,
-            Answered::Stored(stored) => return Ok(Prepared::Stored(stored)),
-            // Another request holds the key: nothing was locked, so trying again is safe.
-            Answered::InFlight if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            Answered::InFlight => return Err(TxnError::IdempotencyKeyInFlight),
-        }
-    };
+    let prelude = Transaction::sale_prelude(
+        conn,
+        SaleLocks {
+            booking: locks::BOOKING,
+            record: locks::partner_record(partner, &sale.partner_txn_id),
+        },
+        partner,
+        &sale.partner_txn_id,
+        key,
+        answer,
+    )?;
+    match prelude.answered {
+        Answered::Open => {}
+        Answered::Stored(stored) => return Ok(Prepared::Stored(stored)),
+        // Another request holds the key: nothing was locked; the caller tries again.
+        Answered::InFlight => return Err(TxnError::IdempotencyKeyInFlight),
+    }
     let (business_date, late) = day_after_closed(
         prelude.last_closed,
         business_day(sale.occurred_at, ctx.settings.timezone),
@@ -328,7 +280,7 @@ pub fn prepare_in(
     let (version, offer) = (&in_force.version, &in_force.terms.offer);
 
     let txn_id = new_id("txn")?;
-    let now = now_utc();
+    let now = crate::db::micros(ctx.now);
     if sale.redeem_points > 0 && offer.redeem.enabled && offer.redeem.requires_member_token {
         match &sale.member_token {
             None => {
@@ -407,7 +359,7 @@ pub fn prepare_in(
         line_hash: None,
         created_at: now,
     };
-    if chain::links_at_booking(conn) {
+    if crate::store::chains_linked_at_booking(conn) {
         // Just before the writes, so that the chain lock is held only for them and the commit.
         chain::link_sale(conn, &mut txn)?;
     }
@@ -424,12 +376,27 @@ pub fn prepare_in(
         created_at: now,
         expires_at: now + k.retention,
     });
+    let (issued, redeemed) = (issued_account(partner), redeemed_account(partner));
+    let postings = postings(
+        &PointsMove {
+            partner,
+            member_id: txn.member_id,
+            earned: amounts.points_earned,
+            redeemed: amounts.redeem_points,
+        },
+        &issued,
+        &redeemed,
+    )
+    .iter()
+    .map(OwnedPosting::from)
+    .collect();
     Ok(Prepared::Booking(Box::new(Booking {
-        txn,
-        remember_ref,
-        points_earned: amounts.points_earned,
-        points_redeemed: amounts.redeem_points,
-        stored,
+        rows: SaleRows {
+            txn,
+            remember_ref,
+            postings,
+            answer: stored,
+        },
         receipt,
         body,
     })))

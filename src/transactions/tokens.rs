@@ -4,7 +4,7 @@
 use super::{Ctx, TxnError};
 use crate::db::member_tokens::{MemberToken, NewMemberToken};
 use crate::db::members::Member;
-use crate::db::{now_utc, write_tx, DbConn, DbError};
+use crate::db::{write_tx, DbConn, DbError};
 use crate::domain::{CardNo, MemberStatus};
 use chrono::{NaiveDateTime, SecondsFormat, TimeDelta};
 use serde::{Deserialize, Serialize};
@@ -72,7 +72,7 @@ pub fn issue(
     if status != MemberStatus::Active {
         return Err(TxnError::MemberInactive(status.as_str().to_owned()));
     }
-    let now = now_utc();
+    let now = crate::db::micros(ctx.now);
     let expires = now + TimeDelta::seconds(TOKEN_VALIDITY_S);
     // A collision with a live token of the same member is astronomically rare; retry anyway.
     for _ in 0..3 {

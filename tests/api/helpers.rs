@@ -20,6 +20,10 @@ pub struct TestApp {
     pub ops_port: u16,
     pub settings: Settings,
     pub home: tempfile::TempDir,
+    /// The gateway's clock: a test moves it on instead of waiting.
+    pub clock: Arc<alliance_gateway::clock::SettableClock>,
+    /// What the gateway's upkeep jobs run against, to run one now ([`TestApp::run_job`]).
+    pub jobs: alliance_gateway::jobs::Env,
 }
 
 /// A fresh database for one test: a SQLite file in the test's home, or a new PostgreSQL
@@ -57,6 +61,14 @@ pub fn root() -> PathBuf {
 }
 
 impl TestApp {
+    /// Runs one of the gateway's upkeep jobs now, in its own process, as its scheduler would.
+    pub async fn run_job(
+        &self,
+        job: alliance_gateway::jobs::Job,
+    ) -> alliance_gateway::jobs::Report {
+        job.run(&self.jobs).await.expect("the job runs")
+    }
+
     pub fn conn(&self) -> DbConn {
         db::Manager::new(self.settings.database.clone())
             .connect()
@@ -81,6 +93,7 @@ impl TestApp {
             PrivateKey::from_pkcs8_pem(&std::fs::read_to_string(dir.join("signing.key")).unwrap())
                 .unwrap();
         PartnerClient {
+            clock: self.clock.clone(),
             http: tls_client(
                 &dir.join("ca.pem"),
                 Some((&dir.join("client.pem"), &dir.join("client.key"))),
@@ -183,16 +196,19 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     tokio::task::spawn_blocking(move || setup_alliance(&settings_for_setup))
         .await
         .unwrap();
-    let app = Application::build(settings.clone())
+    let clock = alliance_gateway::clock::SettableClock::new();
+    let app = Application::build_with_clock(settings.clone(), clock.clone())
         .await
         .expect("gateway starts");
-    let (port, ops_port) = (app.port(), app.ops_port());
+    let (port, ops_port, jobs) = (app.port(), app.ops_port(), app.jobs());
     tokio::spawn(app.run_until_stopped());
     TestApp {
         port,
         ops_port,
         settings,
         home,
+        clock,
+        jobs,
     }
 }
 
@@ -228,6 +244,8 @@ fn setup_alliance(settings: &Settings) {
 }
 
 pub struct PartnerClient {
+    /// The gateway's clock: requests are signed at its time.
+    pub clock: Arc<alliance_gateway::clock::SettableClock>,
     pub http: reqwest::Client,
     pub base: String,
     pub key_id: String,
@@ -360,7 +378,7 @@ impl PartnerClient {
             method,
             target,
             body,
-            chrono::Utc::now().timestamp(),
+            alliance_gateway::clock::Clock::now(&*self.clock).timestamp(),
         )
     }
 
@@ -532,6 +550,7 @@ impl TestApp {
             PrivateKey::from_pkcs8_pem(&std::fs::read_to_string(dir.join(signing_key)).unwrap())
                 .unwrap();
         PartnerClient {
+            clock: self.clock.clone(),
             http: tls_client(
                 &dir.join("ca.pem"),
                 Some((&dir.join(cert), &dir.join(tls_key))),
@@ -584,7 +603,7 @@ impl PartnerClient {
                 content_digest: Some(&digest),
                 idempotency_key: Some(key),
                 key_id: &self.key_id,
-                created: chrono::Utc::now().timestamp(),
+                created: alliance_gateway::clock::Clock::now(&*self.clock).timestamp(),
                 nonce: &nonce,
             },
         )
@@ -652,7 +671,7 @@ pub async fn upload(client: &PartnerClient, day: &str, csv: &str) -> Response {
             content_digest: Some(&digest),
             idempotency_key: None,
             key_id: &client.key_id,
-            created: chrono::Utc::now().timestamp(),
+            created: alliance_gateway::clock::Clock::now(&*client.clock).timestamp(),
             nonce: &nonce,
         },
     )
@@ -670,4 +689,22 @@ pub async fn upload(client: &PartnerClient, day: &str, csv: &str) -> Response {
             ],
         })
         .await
+}
+
+/// Says (on the test's output) that a PostgreSQL-only test did not run its checks here, rather
+/// than passing silently; `cargo test -- --nocapture` or a failure shows it, and CI runs the
+/// suite on PostgreSQL too.
+#[track_caller]
+pub fn skipped_on_sqlite() {
+    let at = std::panic::Location::caller();
+    println!(
+        "SKIPPED on SQLite (PostgreSQL only): {}:{}",
+        at.file(),
+        at.line()
+    );
+    eprintln!(
+        "SKIPPED on SQLite (PostgreSQL only): {}:{}",
+        at.file(),
+        at.line()
+    );
 }

@@ -119,7 +119,8 @@ async fn expired_stored_answers_are_pruned_in_batches_and_live_ones_kept() {
 /// the partner through `transactions_day_seq` instead.
 #[tokio::test]
 async fn young_tables_get_planner_statistics_so_the_duplicate_lookup_uses_its_unique_index() {
-    use alliance_gateway::db::{planner_stats, DbConn};
+    use alliance_gateway::db::DbConn;
+    use alliance_gateway::store::postgres::planner_stats;
     use diesel::RunQueryDsl;
     let app = spawn_app().await;
     let mut conn = app.conn();
@@ -223,7 +224,7 @@ async fn hand_written_statements_are_prepared_once_per_connection() {
         assert_eq!(Nonce::claim(&mut conn, &row).unwrap(), fresh, "{nonce}");
     }
     if !matches!(conn, DbConn::Postgres(_)) {
-        return;
+        return skipped_on_sqlite();
     }
     #[derive(diesel::QueryableByName)]
     struct Count {

@@ -348,7 +348,7 @@ async fn concurrent_sales_of_one_member_each_count_every_sale_before_them() {
 }
 
 /// Sales of several members at once, some members several times: on PostgreSQL they are
-/// booked several to a transaction (`transactions::sale_batch`), a member met twice in one
+/// booked several to a transaction (`store::postgres::sale_batch`), a member met twice in one
 /// batch running alone after it. Every receipt must be what the sale alone would have got:
 /// each member's balances count every sale of theirs before it, every sale has its journal,
 /// and the ledger balances.
@@ -412,7 +412,7 @@ async fn sales_of_several_members_at_once_are_each_booked_as_alone() {
 
 /// One signed sale sent eight times at once: its nonce is claimed by one of them only, so
 /// exactly one is recorded and the others are refused as replays, having written nothing. On
-/// PostgreSQL the eight claims meet in the nonce claimers' statements (`db::nonce_batch`),
+/// PostgreSQL the eight claims meet in the nonce claimers' statements (`store::postgres::nonce_batch`),
 /// where a nonce named twice is fresh once; on SQLite in the group-commit writer.
 #[tokio::test]
 async fn one_signed_sale_sent_eight_times_at_once_is_recorded_once() {
@@ -443,7 +443,7 @@ async fn one_signed_sale_sent_eight_times_at_once_is_recorded_once() {
 }
 
 /// A sale batch that meets a database error is rolled back whole, and each of its sales runs
-/// alone, getting the answer it would have got alone (`transactions::sale_batch`). The error
+/// alone, getting the answer it would have got alone (`store::postgres::sale_batch`). The error
 /// here is real: a statement trigger, installed for this test only, refuses any insert of
 /// several sales at once that includes a `BOOM-` sale, and counts its refusals in a sequence
 /// (which a rollback does not undo). Alone, every sale passes. Sales are sent four at a time,
@@ -460,7 +460,7 @@ async fn a_sale_batch_rolled_back_by_a_database_error_runs_each_sale_alone() {
     let app = spawn_app().await;
     let mut conn = app.conn();
     let alliance_gateway::db::DbConn::Postgres(pg) = &mut conn else {
-        return;
+        return skipped_on_sqlite();
     };
     diesel::sql_query("CREATE SEQUENCE test_refused_batches MINVALUE 0 START 0")
         .execute(pg)
@@ -534,7 +534,7 @@ async fn sales_and_reversals_take_the_same_member_lock_on_postgresql() {
     let app = spawn_app().await;
     let mut conn = app.conn();
     let alliance_gateway::db::DbConn::Postgres(pg) = &mut conn else {
-        return;
+        return skipped_on_sqlite();
     };
     #[derive(diesel::QueryableByName)]
     struct Key {

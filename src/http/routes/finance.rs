@@ -1,4 +1,3 @@
-use super::blocking;
 use crate::domain::day::{parse_day, FIRST_DAY};
 use crate::http::extract::FinanceCaller;
 use crate::http::problem::Problem;
@@ -42,7 +41,7 @@ pub async fn settlements(
     if !errors.is_empty() {
         return Err(Problem::validation(serde_json::Value::Array(errors)));
     }
-    let today = crate::alliance::business_day(chrono::Utc::now(), state.settings.timezone);
+    let today = crate::alliance::business_day(state.clock.now(), state.settings.timezone);
     let to = to.unwrap_or(today);
     // `to` is a parsed day (from 2000-01-01) or today, so the subtraction cannot leave chrono's
     // range; it is checked all the same, and the default range starts no earlier than that day.
@@ -53,11 +52,12 @@ pub async fn settlements(
             .map_or(FIRST_DAY, |d| d.max(FIRST_DAY)),
     };
     let st = state.clone();
-    let items = blocking(&state, move || {
-        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
-        crate::settlement::list_runs(&mut conn, &st.settings, from, to)
-            .map_err(|e| Problem::internal(&e))
-    })
-    .await?;
+    let items = state
+        .store
+        .read(move |conn| {
+            crate::settlement::list_runs(conn, &st.settings, from, to)
+                .map_err(|e| Problem::internal(&e))
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next_cursor": null })))
 }

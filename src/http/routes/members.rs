@@ -1,4 +1,3 @@
-use super::blocking;
 use crate::http::extract::PartnerCaller;
 use crate::http::metrics;
 use crate::http::problem::Code;
@@ -15,7 +14,7 @@ impl From<VerifyError> for Problem {
             }
             VerifyError::MemberNotFound => Problem::new(Code::MemberNotFound, "no member matches"),
             VerifyError::RateLimited(limited) => rate_limited(limited),
-            VerifyError::Db(cause) => Problem::internal(&cause),
+            VerifyError::Db(cause) => Problem::from(cause),
         }
     }
 }
@@ -42,29 +41,28 @@ pub async fn verify(
     let lookup = request.parse()?;
     state
         .verify_limits
-        .request(partner.code.as_str(), chrono::Utc::now().timestamp())
+        .request(partner.code.as_str(), state.clock.now().timestamp())
         .map_err(|limited| {
             metrics::record_rate_limited(partner.code.as_str(), "verify_per_minute");
             rate_limited(limited)
         })?;
     let code = partner.code.clone();
     let st = state.clone();
-    let result = blocking(&state, move || {
-        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
+    let result = state.store.read(move |conn| {
         verify::verify(
-            &mut conn,
+            conn,
             &partner.caller.registry,
             &st.member_keys,
             &st.verify_limits,
             &code,
             &lookup,
-            chrono::Utc::now().with_timezone(&st.settings.timezone),
+            st.clock.now().with_timezone(&st.settings.timezone),
         )
         .map_err(|e| {
             match &e {
                 VerifyError::MemberNotFound => {
                     metrics::record_member_not_found(code.as_str());
-                    let now = chrono::Utc::now().timestamp();
+                    let now = st.clock.now().timestamp();
                     if st.verify_limits.not_found(code.as_str(), now) {
                         metrics::record_member_not_found_burst(code.as_str());
                         tracing::warn!(partner.code = %code, "burst of verify 404s (card-number guessing?)");

@@ -8,52 +8,90 @@ pub mod transactions;
 
 use super::problem::Code;
 use super::problem::Problem;
-use super::AppState;
-use crate::db::executor::ExecutorError;
+use crate::db::DbError;
+use actix_web::web;
 
-impl From<ExecutorError> for Problem {
-    fn from(e: ExecutorError) -> Self {
+/// The partner and finance API: every route with its methods. Every request passes the
+/// signed-API middleware first (`http::middleware`), which the app wraps around these.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/v1/members/verify", "POST").route(web::post().to(members::verify)))
+        .service(resource("/v1/keys", "GET").route(web::get().to(keys::jwks)))
+        .service(
+            resource("/v1/transactions", "GET, POST")
+                .route(web::post().to(transactions::record))
+                .route(web::get().to(transactions::list)),
+        )
+        .service(
+            resource("/v1/transactions/batch", "POST").route(web::post().to(transactions::batch)),
+        )
+        .service(
+            resource("/v1/transactions/{txn_id}", "GET").route(web::get().to(transactions::one)),
+        )
+        .service(
+            resource("/v1/transactions/{txn_id}/reversals", "POST")
+                .route(web::post().to(transactions::reverse)),
+        )
+        .service(
+            resource("/v1/member-tokens", "POST").route(web::post().to(transactions::issue_token)),
+        )
+        .service(
+            resource("/v1/finance/settlements", "GET").route(web::get().to(finance::settlements)),
+        )
+        .service(
+            resource("/v1/finance/settlements/{date}/partners/{file}", "GET")
+                .route(web::get().to(statements::finance_partner_file)),
+        )
+        .service(
+            resource("/v1/finance/settlements/{date}/rerun", "POST")
+                .route(web::post().to(statements::rerun)),
+        )
+        .service(
+            resource("/v1/finance/settlements/{date}/{file}", "GET")
+                .route(web::get().to(statements::finance_file)),
+        )
+        .service(
+            resource("/v1/reconciliation/{business_date}", "PUT")
+                .route(web::put().to(reconciliation::upload)),
+        )
+        .service(resource("/v1/statements", "GET").route(web::get().to(statements::list)))
+        .service(
+            resource("/v1/statements/{business_date}", "GET")
+                .route(web::get().to(statements::statement)),
+        )
+        .service(
+            resource("/v1/statements/{business_date}/manifest", "GET")
+                .route(web::get().to(statements::manifest)),
+        )
+        .service(
+            resource("/v1/statements/{business_date}/discrepancies", "GET")
+                .route(web::get().to(statements::discrepancies)),
+        )
+        .default_service(web::to(not_found));
+}
+
+/// The ops listener's routes (plain HTTP, loopback).
+pub fn configure_ops(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz))
+        .route("/metrics", web::get().to(ops::metrics));
+}
+
+/// A resource of the partner API with its methods (`allow`, as sent in `Allow`): any other
+/// method gets `method-not-allowed` (405), so a partner who sent the wrong method is told so
+/// rather than that the path does not exist.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move { method_not_allowed(allow) }))
+}
+
+/// A database failure as a problem: 503 when the store had more work queued than it takes on
+/// (nothing was done; retry shortly), else 500 with the cause in the log only.
+impl From<DbError> for Problem {
+    fn from(e: DbError) -> Self {
         match e {
-            ExecutorError::Overloaded => Problem::overloaded(),
-            ExecutorError::Lost => Problem::internal(&e),
+            DbError::Overloaded => Problem::overloaded(),
+            other => Problem::internal(&other),
         }
     }
-}
-
-/// Runs blocking database work on the database threads, off the async workers.
-pub async fn blocking<T, F>(state: &AppState, f: F) -> Result<T, Problem>
-where
-    F: FnOnce() -> Result<T, Problem> + Send + 'static,
-    T: Send + 'static,
-{
-    state.db.run(f).await?
-}
-
-/// Runs a request's write (a sale, a reversal, a member token). On SQLite it joins a
-/// group-commit batch ([`crate::db::group_commit`]). On PostgreSQL it runs in a transaction of
-/// its own on a database thread, so that everything before a partner's chain lock runs side by
-/// side, and the server shares WAL flushes between concurrent commits itself.
-pub async fn write<T, E, F>(state: &AppState, mut work: F) -> Result<Result<T, E>, ExecutorError>
-where
-    T: Send + 'static,
-    E: From<crate::db::DbError>
-        + From<diesel::result::Error>
-        + crate::db::group_commit::DbFailure
-        + Send
-        + 'static,
-    F: FnMut(&mut crate::db::DbConn) -> Result<T, E> + Send + 'static,
-{
-    if let Some(writes) = &state.writes {
-        return writes.run(work).await;
-    }
-    let pool = state.pool.clone();
-    state
-        .db
-        .run(move || {
-            let mut conn = pool.get().map_err(crate::db::DbError::from)?;
-            crate::db::write_tx(&mut conn, |c| work(c))
-        })
-        .await
 }
 
 /// `method-not-allowed` (405), with the resource's methods in `Allow` (RFC 9110, 15.5.6).

@@ -1,4 +1,3 @@
-use super::blocking;
 use crate::http::extract::PartnerCaller;
 use crate::http::problem::Code;
 use crate::http::problem::Problem;
@@ -17,7 +16,7 @@ impl From<UploadError> for Problem {
             e @ UploadError::QuotaExceeded { .. } => {
                 Problem::new(Code::UploadQuotaExceeded, e.to_string())
             }
-            UploadError::Db(cause) => Problem::internal(&cause),
+            UploadError::Db(cause) => Problem::from(cause),
         }
     }
 }
@@ -48,26 +47,26 @@ pub async fn upload(
         )
     })?;
     let st = state.clone();
-    let (rows, accepted_at) = blocking(&state, move || {
-        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
-        let now = chrono::Utc::now();
-        let today = crate::alliance::business_day(now, st.settings.timezone);
-        let today_from = crate::alliance::day_start_utc(today, st.settings.timezone).unwrap_or(now);
-        let quota = reconciliation::Quota {
-            uploads_per_day: st.settings.uploads_per_partner_per_day,
-            bytes_per_day: st.settings.upload_bytes_per_partner_per_day,
-        };
-        reconciliation::upload(
-            &mut conn,
-            partner.code.as_str(),
-            day,
-            (today, today_from.naive_utc()),
-            quota,
-            &body,
-        )
-        .map_err(Problem::from)
-    })
-    .await?;
+    let (rows, accepted_at) = state
+        .store
+        .read(move |conn| {
+            let now = st.clock.now();
+            let today = crate::alliance::business_day(now, st.settings.timezone);
+            let today_from =
+                crate::alliance::day_start_utc(today, st.settings.timezone).unwrap_or(now);
+            let quota = reconciliation::Quota {
+                uploads_per_day: st.settings.uploads_per_partner_per_day,
+                bytes_per_day: st.settings.upload_bytes_per_partner_per_day,
+            };
+            let received = reconciliation::Received {
+                at: crate::db::micros(now),
+                today,
+                today_from: today_from.naive_utc(),
+            };
+            reconciliation::upload(conn, partner.code.as_str(), day, received, quota, &body)
+                .map_err(Problem::from)
+        })
+        .await?;
     let accepted_at = accepted_at
         .and_utc()
         .with_timezone(&state.settings.timezone)

@@ -1,7 +1,6 @@
 //! Statement downloads: a partner's own (`/v1/statements…`) and finance's
 //! (`/v1/finance/settlements/{date}/…`), and finance's rerun of a closed day. The files are
 //! read from the statements directory, never re-computed on a read.
-use super::blocking;
 use crate::domain::PartnerCode;
 use crate::http::extract::{FinanceCaller, PartnerCaller};
 use crate::http::problem::Code;
@@ -17,6 +16,7 @@ impl From<SettleError> for Problem {
             SettleError::NotFound => Problem::new(Code::StatementNotFound, e.to_string()),
             SettleError::DayNotClosed(_) => Problem::new(Code::DayNotClosed, e.to_string()),
             SettleError::DayNotEnded(_) => Problem::new(Code::DayNotClosed, e.to_string()),
+            SettleError::Db(cause) => Problem::from(cause),
             other => Problem::internal(&other),
         }
     }
@@ -80,28 +80,29 @@ async fn serve_file_as(
 ) -> Result<HttpResponse, Problem> {
     let st = state.clone();
     let shown = name.clone();
-    let (v, bytes) = blocking(&state, move || {
-        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
-        let (v, bytes) = match only_partner {
-            Some(p) => settlement::partner_discrepancies(&mut conn, &st.settings, day, version, &p),
-            None => settlement::read_file(&mut conn, &st.settings, day, version, &name),
-        }
-        .map_err(Problem::from)?;
-        if let Some(actor) = actor {
-            crate::db::write_tx(&mut conn, |conn| {
-                crate::audit::record(
-                    conn,
-                    &actor,
-                    "finance.download",
-                    &day.to_string(),
-                    &serde_json::json!({ "file": name, "version": v, "result": "ok" }),
-                )
-            })
-            .map_err(|e| Problem::internal(&e))?;
-        }
-        Ok((v, bytes))
-    })
-    .await?;
+    let (v, bytes) = state
+        .store
+        .read(move |conn| {
+            let (v, bytes) = match only_partner {
+                Some(p) => settlement::partner_discrepancies(conn, &st.settings, day, version, &p),
+                None => settlement::read_file(conn, &st.settings, day, version, &name),
+            }
+            .map_err(Problem::from)?;
+            if let Some(actor) = actor {
+                crate::db::write_tx(conn, |conn| {
+                    crate::audit::record(
+                        conn,
+                        &actor,
+                        "finance.download",
+                        &day.to_string(),
+                        &serde_json::json!({ "file": name, "version": v, "result": "ok" }),
+                    )
+                })
+                .map_err(|e| Problem::internal(&e))?;
+            }
+            Ok::<_, Problem>((v, bytes))
+        })
+        .await?;
     Ok(file_response(v, &shown, bytes))
 }
 
@@ -122,12 +123,13 @@ pub async fn list(
         ));
     }
     let st = state.clone();
-    let items = blocking(&state, move || {
-        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
-        settlement::partner_statements(&mut conn, &st.settings, partner.code.as_str(), from, to)
-            .map_err(Problem::from)
-    })
-    .await?;
+    let items = state
+        .store
+        .read(move |conn| {
+            settlement::partner_statements(conn, &st.settings, partner.code.as_str(), from, to)
+                .map_err(Problem::from)
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next_cursor": null })))
 }
 
@@ -220,15 +222,16 @@ pub async fn rerun(
     let day = date(&path, "date")?;
     let actor = format!("finance:{}", finance.name.as_str());
     let st = state.clone();
-    let (version, files) = blocking(&state, move || {
-        let mut conn = st.pool.get().map_err(|e| Problem::internal(&e))?;
-        let signer = Signer {
-            key: &st.gateway_key,
-            key_id: &st.gateway_key_id,
-        };
-        settlement::rerun(&mut conn, &st.settings, &signer, day, &actor).map_err(Problem::from)
-    })
-    .await?;
+    let (version, files) = state
+        .store
+        .read(move |conn| {
+            let signer = Signer {
+                key: &st.gateway_key,
+                key_id: &st.gateway_key_id,
+            };
+            settlement::rerun(conn, &st.settings, &signer, day, &actor).map_err(Problem::from)
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "business_date": day.to_string(),
         "version": version,

@@ -23,9 +23,9 @@
 //! throughput of separate transactions), and the server already shares WAL flushes between
 //! concurrent commits (see `http::routes::write`). What pays there is fewer statements: sales
 //! are batched into one booking statement instead (`transactions::sale_batch`).
-use super::executor::ExecutorError;
+use super::super::executor::StoreError;
 use super::wal::{self, WalState};
-use super::{DbConn, DbError, Pool};
+use crate::db::{DbConn, DbError, Pool};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use diesel::connection::TransactionManager;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -96,6 +96,7 @@ where
             }
         }))
         .unwrap_or_else(|_| {
+            super::super::record_worker_panic("writer");
             // A panic skips diesel's rollback: undo the savepoints it left open, so that the
             // batch's commit really is the batch's and not a savepoint's release.
             while depth(conn) > depth_before {
@@ -172,7 +173,7 @@ impl GroupCommit {
     /// blocking the async worker) until its batch has committed. `work` may run more than once,
     /// each time in a fresh savepoint whose changes were rolled back, so it must only read
     /// what it captured.
-    pub async fn run<T, E, F>(&self, work: F) -> Result<Result<T, E>, ExecutorError>
+    pub async fn run<T, E, F>(&self, work: F) -> Result<Result<T, E>, StoreError>
     where
         T: Send + 'static,
         E: From<DbError> + From<diesel::result::Error> + DbFailure + Send + 'static,
@@ -184,7 +185,7 @@ impl GroupCommit {
     /// [`GroupCommit::run`] for work that is one statement, which either succeeds or fails
     /// with a database error: it runs without a savepoint (two statements fewer), and if it
     /// fails the whole batch rolls back and every job in it runs again alone.
-    pub async fn run_statement<T, E, F>(&self, work: F) -> Result<Result<T, E>, ExecutorError>
+    pub async fn run_statement<T, E, F>(&self, work: F) -> Result<Result<T, E>, StoreError>
     where
         T: Send + 'static,
         E: From<DbError> + From<diesel::result::Error> + DbFailure + Send + 'static,
@@ -193,7 +194,7 @@ impl GroupCommit {
         self.submit(work, false).await
     }
 
-    async fn submit<T, E, F>(&self, work: F, savepoint: bool) -> Result<Result<T, E>, ExecutorError>
+    async fn submit<T, E, F>(&self, work: F, savepoint: bool) -> Result<Result<T, E>, StoreError>
     where
         T: Send + 'static,
         E: From<DbError> + From<diesel::result::Error> + DbFailure + Send + 'static,
@@ -208,19 +209,19 @@ impl GroupCommit {
         });
         self.queue
             .try_send(Message::Job(job))
-            .map_err(|_| ExecutorError::Overloaded)?;
-        answer.await.map_err(|_| ExecutorError::Lost)
+            .map_err(|_| StoreError::Overloaded)?;
+        answer.await.map_err(|_| StoreError::Lost)
     }
 
     /// Has the writer run a RESTART checkpoint between two batches (see `db::wal`): the writer
     /// holds the write lock most of the time under load, so another connection would rarely
     /// get it.
-    pub async fn restart_wal(&self) -> Result<Result<Option<WalState>, DbError>, ExecutorError> {
+    pub async fn restart_wal(&self) -> Result<Result<Option<WalState>, DbError>, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.queue
             .try_send(Message::RestartWal(reply))
-            .map_err(|_| ExecutorError::Overloaded)?;
-        answer.await.map_err(|_| ExecutorError::Lost)
+            .map_err(|_| StoreError::Overloaded)?;
+        answer.await.map_err(|_| StoreError::Lost)
     }
 }
 
@@ -232,7 +233,7 @@ impl GroupCommit {
 /// re-read the pages it had just written. A batch that fails to commit gives its connection
 /// back (it may be the connection that failed) and the writer takes another.
 fn writer(pool: &Pool, jobs: &Receiver<Message>) {
-    let mut held: Option<super::PooledConn> = None;
+    let mut held: Option<crate::db::PooledConn> = None;
     // Ends when every sender (the application state) is gone.
     while let Ok(first) = jobs.recv() {
         let mut batch = Vec::new();
@@ -270,13 +271,21 @@ fn writer(pool: &Pool, jobs: &Receiver<Message>) {
             },
         };
         let mut conn = conn;
-        let healthy = batch.is_empty() || run_batch(&mut conn, batch);
-        if let Some(reply) = restart {
-            // The caller may have gone (shut down); the checkpoint is done either way.
-            let _ = reply.send(wal::checkpoint_restart(&mut conn).map_err(DbError::from));
-        }
-        if healthy {
-            held = Some(conn);
+        // Each job is already run under `catch_unwind` (`Pending::run`); this catches a panic of
+        // the writer's own, which drops the batch's answers (500s) and the connection, whose
+        // transaction then rolls back. The writer goes on with the next batch.
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            let healthy = batch.is_empty() || run_batch(&mut conn, batch);
+            if let Some(reply) = restart {
+                // The caller may have gone (shut down); the checkpoint is done either way.
+                let _ = reply.send(wal::checkpoint_restart(&mut conn).map_err(DbError::from));
+            }
+            healthy
+        }));
+        match ran {
+            Ok(true) => held = Some(conn),
+            Ok(false) => {}
+            Err(_) => super::super::record_worker_panic("writer"),
         }
     }
 }
@@ -286,7 +295,7 @@ fn run_batch(conn: &mut DbConn, mut batch: Vec<BoxedJob>) -> bool {
     if batch.len() == 1 {
         return batch.into_iter().all(|job| run_alone(conn, job));
     }
-    let committed = super::write_tx(conn, |c| -> Result<(), DbError> {
+    let committed = crate::db::write_tx(conn, |c| -> Result<(), DbError> {
         for job in batch.iter_mut() {
             job.run(c);
             if !job.guarded() && job.failed_in_db() {
@@ -325,7 +334,7 @@ fn run_batch(conn: &mut DbConn, mut batch: Vec<BoxedJob>) -> bool {
 
 /// Runs one job in its own transaction and answers it; false when the commit failed.
 fn run_alone(conn: &mut DbConn, mut job: BoxedJob) -> bool {
-    let committed = super::write_tx(conn, |c| -> Result<(), DbError> {
+    let committed = crate::db::write_tx(conn, |c| -> Result<(), DbError> {
         job.run(c);
         if job.failed_in_db() {
             return Err(DbError::Invariant("the job failed; rolled back".into()));

@@ -21,9 +21,9 @@
 //! - **Durable as before.** Each statement commits without waiting for its WAL flush, as a
 //!   single claim did; the request's own write commits later, synchronously, and so flushes
 //!   the claim with it.
-use super::executor::{next_batch, start_workers, ExecutorError};
-use super::nonces::{NewNonce, Nonce, MAX_CLAIMS_PER_STATEMENT};
-use super::{DbError, Pool};
+use super::super::executor::{next_batch, start_workers, StoreError};
+use crate::db::nonces::{NewNonce, Nonce, MAX_CLAIMS_PER_STATEMENT};
+use crate::db::{DbError, Pool};
 use chrono::NaiveDateTime;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
@@ -47,16 +47,6 @@ impl NonceClaim {
             key_id: &self.key_id,
             nonce_sha256: &self.nonce_sha256,
             expires_at: self.expires_at,
-        }
-    }
-}
-
-impl From<&NewNonce<'_>> for NonceClaim {
-    fn from(row: &NewNonce<'_>) -> Self {
-        NonceClaim {
-            key_id: row.key_id.to_owned(),
-            nonce_sha256: row.nonce_sha256.to_owned(),
-            expires_at: row.expires_at,
         }
     }
 }
@@ -87,18 +77,30 @@ impl NonceBatcher {
 
     /// Claims a nonce in the next batch: `(fresh, generation)` as
     /// [`Nonce::claim_reading_generation`] gives them.
-    pub async fn claim(&self, claim: NonceClaim) -> Result<Claimed, ExecutorError> {
+    pub async fn claim(&self, claim: NonceClaim) -> Result<Claimed, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.queue
             .try_send(Waiting { claim, reply })
-            .map_err(|_| ExecutorError::Overloaded)?;
-        answer.await.map_err(|_| ExecutorError::Lost)
+            .map_err(|_| StoreError::Overloaded)?;
+        answer.await.map_err(|_| StoreError::Lost)
     }
 }
 
 /// A claimer thread: ends when every sender (the application state) is gone.
 fn work(pool: &Pool, claims: &Receiver<Waiting>) {
     while let Some(waiting) = next_batch(claims, MAX_BATCH_CLAIMS) {
+        // A panic drops the batch's answers (its callers get a 500) and the thread goes on.
+        let ran =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| claim_batch(pool, waiting)));
+        if ran.is_err() {
+            super::super::record_worker_panic("nonces");
+        }
+    }
+}
+
+/// Claims one batch: together in one statement, or each alone if that fails.
+fn claim_batch(pool: &Pool, waiting: Vec<Waiting>) {
+    {
         let mut conn = match pool.get() {
             Ok(conn) => conn,
             Err(e) => {
@@ -106,7 +108,7 @@ fn work(pool: &Pool, claims: &Receiver<Waiting>) {
                 for w in waiting {
                     let _ = w.reply.send(Err(DbError::Unavailable(message.clone())));
                 }
-                continue;
+                return;
             }
         };
         if waiting.len() > 1 {
@@ -123,7 +125,7 @@ fn work(pool: &Pool, claims: &Receiver<Waiting>) {
                         // The request may have gone (its client hung up): nothing to tell.
                         let _ = w.reply.send(Ok((fresh, generation)));
                     }
-                    continue;
+                    return;
                 }
                 Ok((fresh, _)) => tracing::error!(
                     claims = waiting.len(),

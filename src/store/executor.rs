@@ -1,4 +1,5 @@
-//! The threads that run blocking database work, so it never runs on the async workers.
+//! The threads that run blocking database work, so it never runs on the async workers. A job
+//! that panics is answered `Lost` and its thread goes on.
 //!
 //! Why not `web::block`/`spawn_blocking`: tokio's blocking pool wakes a parked thread for every
 //! job and grows to hundreds of threads, which then contend for the connection pool in no
@@ -17,12 +18,24 @@ pub struct Executor {
     queue: Sender<Job>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ExecutorError {
+/// Why the store could not run a piece of work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// More work is queued than the store takes on: the caller answers 503, nothing was done.
     #[error("the database work queue is full")]
     Overloaded,
+    /// The worker dropped the work without an answer (it panicked): nothing was committed.
     #[error("the database worker stopped before answering")]
     Lost,
+}
+
+impl From<StoreError> for crate::db::DbError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Overloaded => crate::db::DbError::Overloaded,
+            StoreError::Lost => crate::db::DbError::Unavailable(e.to_string()),
+        }
+    }
 }
 
 impl Executor {
@@ -31,7 +44,13 @@ impl Executor {
         let (queue, jobs) = bounded::<Job>(MAX_QUEUED_JOBS);
         start_workers("db", threads, &jobs, |jobs| {
             for job in jobs {
-                job();
+                // A job that panics drops its answer (its caller gets `Lost`, a 500) and its
+                // connection goes back to the pool mid-transaction, which the pool drops
+                // (`db::Manager::has_broken`): nothing half-written is committed. The thread
+                // goes on with the next job.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                    super::record_worker_panic("db");
+                }
             }
         })?;
         Ok(Executor { queue })
@@ -39,7 +58,7 @@ impl Executor {
 
     /// Runs `f` on a database thread and waits for its result without blocking the caller's
     /// async worker.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, ExecutorError>
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -51,8 +70,8 @@ impl Executor {
         });
         self.queue
             .try_send(job)
-            .map_err(|_| ExecutorError::Overloaded)?;
-        rx.await.map_err(|_| ExecutorError::Lost)
+            .map_err(|_| StoreError::Overloaded)?;
+        rx.await.map_err(|_| StoreError::Lost)
     }
 }
 

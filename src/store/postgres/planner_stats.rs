@@ -15,7 +15,7 @@
 //! (so its statistics are never off by more than a factor of two in size). ANALYZE invalidates
 //! the cached plans, so the next execution is planned with the statistics. A table's rounds are
 //! logarithmic in its size, and a settled table is left to autovacuum.
-use super::{DbConn, DbError};
+use crate::db::{DbConn, DbError};
 use diesel::sql_types::Text;
 use diesel::RunQueryDsl;
 

@@ -15,7 +15,7 @@
 //! if one is still in the WAL it gives up until the next pass, so a long reader never stalls the
 //! writers. After it, the next write starts again at the beginning of the WAL, and
 //! `journal_size_limit` ([`WAL_SIZE_LIMIT_BYTES`]) truncates the file back to that size.
-use super::{DbConn, BUSY_TIMEOUT_MS};
+use crate::db::{DbConn, BUSY_TIMEOUT_MS};
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::BigInt;
 use diesel::RunQueryDsl;
@@ -73,7 +73,7 @@ pub fn checkpoint_passive(conn: &mut DbConn) -> Result<Option<WalState>, diesel:
 /// in SQLite's busy handler, whose growing sleeps (1, 2, 5, 10, 15 ms…) turned a 15 ms
 /// checkpoint into a 33 ms wait.
 pub fn checkpoint_restart(conn: &mut DbConn) -> Result<Option<WalState>, diesel::result::Error> {
-    super::exclusive_write(conn, |conn| {
+    crate::db::exclusive_write(conn, |conn| {
         let DbConn::Sqlite(c) = conn else {
             return Ok(None);
         };
