@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod json_shape;
 pub mod lifecycle;
 pub mod members;
+pub mod monitoring;
 pub mod partners;
 pub mod pki;
 pub mod rate_limit;

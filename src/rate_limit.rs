@@ -9,11 +9,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-/// Defaults sized for point-of-sale traffic: a partner with a few hundred tills, each making
-/// a verify and a sale every few seconds, stays well inside 100 requests/s, and the burst
-/// absorbs a fleet of offline tills reconnecting at once.
-pub const DEFAULT_PER_SECOND: u32 = 100;
-pub const DEFAULT_BURST: u32 = 200;
+pub use crate::config::rate_limit::{DEFAULT_BURST, DEFAULT_PER_SECOND};
 
 pub struct IdentityLimiter {
     limiter: DefaultKeyedRateLimiter<String>,

@@ -14,7 +14,7 @@ use crate::db::partners::Partner;
 use crate::db::registry_generation::RegistryGeneration;
 use crate::db::signing_keys::SigningKey;
 use crate::db::{DbConn, DbError};
-use crate::partners::terms::Terms;
+use crate::domain::terms::Terms;
 use chrono::NaiveDate;
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -240,7 +240,7 @@ impl RegistryView {
             || -> Result<Option<Offer>, DbError> {
                 match OfferVersion::in_force(conn, partner, day)? {
                     Some(version) => {
-                        let terms = crate::transactions::sale::terms_of(&version)?;
+                        let terms = terms_of(&version)?;
                         Ok(Some(Offer { version, terms }))
                     }
                     None => Ok(None),
@@ -248,4 +248,14 @@ impl RegistryView {
             },
         )
     }
+}
+
+/// The terms an offer version was registered with.
+pub fn terms_of(version: &OfferVersion) -> Result<Terms, DbError> {
+    serde_json::from_str(&version.terms_json).map_err(|e| {
+        DbError::Invariant(format!(
+            "offer {} v{}: {e}",
+            version.partner_code, version.version
+        ))
+    })
 }

@@ -7,11 +7,12 @@ use crate::db::gateway_keys::GatewayKey;
 use crate::http::admission::Admission;
 use crate::http::problem::json_error;
 use crate::http::routes::{self, ops};
-use crate::http::tls::{self, ReloadingClientVerifier};
+use crate::http::tls;
 use crate::http::{middleware, AppState, MAX_BULK_BODY_BYTES};
 use crate::jobs::{self, scheduler};
 use crate::pki::keys::{gateway_key_id, PrivateKey};
 use crate::pki::secrets::MemberKeys;
+use crate::pki::tls::{server_config, ReloadingClientVerifier};
 use crate::pki::{files, Paths};
 use crate::store::Store;
 use actix_web::dev::Server;
@@ -67,7 +68,7 @@ impl Application {
             .await??
         };
         let verifier = ReloadingClientVerifier::new(&paths)?;
-        let tls_config = tls::server_config(&paths, verifier.clone())?;
+        let tls_config = server_config(&paths, verifier.clone())?;
         let state = AppState {
             store: store.clone(),
             clock: clock.clone(),
@@ -100,7 +101,7 @@ impl Application {
             rate_limits: Some(state.rate_limits.clone()),
             crl: Some(verifier),
         };
-        crate::http::metrics::handle();
+        crate::monitoring::handle();
 
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;

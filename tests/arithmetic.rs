@@ -1,7 +1,7 @@
 //! Contract section 7 against a second, straightforward implementation written here from the
 //! contract's text, over random offers and amounts (proptest).
+use alliance_gateway::domain::terms::{MemberDay, Offer, Redeem, TierMap};
 use alliance_gateway::domain::Tier;
-use alliance_gateway::partners::terms::{MemberDay, Offer, Redeem, TierMap};
 use alliance_gateway::transactions::arithmetic::{judge_sale, reverse, SaleRefusal};
 use proptest::prelude::*;
 

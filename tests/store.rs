@@ -66,7 +66,7 @@ fn scratch_rows(conn: &mut DbConn) -> i64 {
 
 #[tokio::test]
 async fn a_panicking_job_is_answered_with_an_error_rolled_back_and_its_thread_serves_on() {
-    let metrics = alliance_gateway::http::metrics::handle();
+    let metrics = alliance_gateway::monitoring::handle();
     let dir = tempfile::tempdir().unwrap();
     // One database thread: if a panic killed it, nothing after would run.
     let store = tokio::task::spawn_blocking({

@@ -15,33 +15,6 @@ macro_rules! concrete {
     };
 }
 
-/// The columns of `transactions` in the order of [`transactions::Transaction`], for the
-/// hand-written booking statements (one sale, and several at once in `sale_bookings`): one
-/// text, so that the two cannot drift apart. A macro, not a `const`, so that `concat!` keeps
-/// each statement a `&'static str` and so prepared (see `prepared`).
-macro_rules! transaction_columns {
-    () => {
-        "txn_id, partner_code, partner_txn_id, member_id, member_ref, store_id, occurred_at, \
-         business_date, late, gross_fen, discount_fen, redeem_points, redeem_value_fen, \
-         paid_fen, points_earned, points_balance, offer_version, request_digest, seq, \
-         line_hash, created_at"
-    };
-}
-
-/// A booking's stored answer (its Idempotency-Key's row) as the booking statements write it:
-/// the conflict clause replaces the in-flight placeholder the key's claim left. Shared as
-/// [`transaction_columns!`] is, and for the same reasons.
-macro_rules! answer_upsert {
-    () => {
-        "ON CONFLICT (partner_code, idempotency_key) DO UPDATE SET \
-         request_sha256 = excluded.request_sha256, \
-         response_status = excluded.response_status, \
-         response_body = excluded.response_body, \
-         created_at = excluded.created_at, expires_at = excluded.expires_at \
-         RETURNING 1"
-    };
-}
-
 pub mod alliance;
 pub mod audit_log;
 pub mod business_days;
@@ -62,7 +35,6 @@ pub mod prepared;
 pub mod reconciliation_uploads;
 pub mod registry_generation;
 pub mod reversals;
-pub mod sale_bookings;
 pub mod schema;
 pub mod settlement_runs;
 pub mod signing_keys;
@@ -141,10 +113,15 @@ fn sqlite_pragmas() -> String {
         "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
          PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
          PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = {};",
-        BUSY_TIMEOUT_MS,
-        crate::store::sqlite::wal::WAL_SIZE_LIMIT_BYTES
+        BUSY_TIMEOUT_MS, WAL_SIZE_LIMIT_BYTES
     )
 }
+
+/// The WAL's size on disk after it has been rewound (`journal_size_limit`): 128 MiB, the size
+/// it reaches between two RESTART checkpoints (`store::sqlite::wal`). Keeping a file this size
+/// (rather than truncating it to nothing) spares the kernel from zeroing fresh pages on every
+/// rewind.
+pub const WAL_SIZE_LIMIT_BYTES: i64 = 128 * 1024 * 1024;
 
 /// How long a SQLite statement waits for a lock before it fails with "database is locked".
 pub const BUSY_TIMEOUT_MS: u32 = 10_000;

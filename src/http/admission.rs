@@ -23,22 +23,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Default places per worker on SQLite, where a request in progress mostly uses the worker's
-/// or a database thread's CPU: sixteen keep the four database threads, the group-commit writer
-/// and the worker busy. 4, 8, 16 and 32 measured alike for verify at concurrency 64, and all
-/// better than no limit; for record at concurrency 32, 16 was level with no limit.
-pub const DEFAULT_MAX_IN_FLIGHT_SQLITE: u32 = 16;
-/// Default places per worker on PostgreSQL, where a request in progress mostly waits on a
-/// network round trip: the sale batchers and nonce claimers share commits among the requests
-/// they find waiting, and sixteen database threads overlap round trips, so fewer places would
-/// cost rate. Measured: with 16 places record at concurrency 32 lost about 15 % (while verify
-/// at 64 gained, as on SQLite). Sixty-four leaves record the concurrency it was measured with.
-pub const DEFAULT_MAX_IN_FLIGHT_POSTGRES: u32 = 64;
-/// Default bound on the requests one worker keeps waiting.
-pub const DEFAULT_MAX_WAITING: u32 = 1024;
-/// Upper bounds on the two settings.
-pub const MAX_IN_FLIGHT_LIMIT: u32 = 4096;
-pub const MAX_WAITING_LIMIT: u32 = 65_536;
+pub use crate::config::admission::{
+    DEFAULT_MAX_IN_FLIGHT_POSTGRES, DEFAULT_MAX_IN_FLIGHT_SQLITE, DEFAULT_MAX_WAITING,
+    MAX_IN_FLIGHT_LIMIT, MAX_WAITING_LIMIT,
+};
 
 pub struct Admission {
     places: Arc<Semaphore>,

@@ -3,12 +3,12 @@
 //! every response — problems included — is stamped with a request id, a Content-Digest and the
 //! gateway's signature. A handler that panics is answered 500, never with a dropped connection.
 use super::body::{BodyError, BodyReader, GRACE_MS};
-use super::metrics;
 use super::problem::Code;
 use super::problem::{Problem, PROBLEM_JSON};
 use super::{body_limit, AppState};
 use crate::auth::{self, Caller, PeerCertificate, RequestView};
 use crate::http::admission::AdmissionError;
+use crate::monitoring as metrics;
 use crate::registry::CacheOnly;
 use crate::signature::digest::content_digest;
 use crate::signature::sign::sign_response;

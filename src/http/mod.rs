@@ -3,7 +3,6 @@
 pub mod admission;
 pub mod body;
 pub mod extract;
-pub mod metrics;
 pub mod middleware;
 pub mod problem;
 pub mod routes;

@@ -10,8 +10,8 @@ pub mod scheduler;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::db::DbError;
-use crate::http::tls::ReloadingClientVerifier;
 use crate::pki::keys::PrivateKey;
+use crate::pki::tls::ReloadingClientVerifier;
 use crate::rate_limit::IdentityLimiter;
 use crate::store::Store;
 use std::sync::Arc;
@@ -159,7 +159,7 @@ async fn link_chains(env: &Env) -> Result<Report, JobError> {
     match linked {
         Ok(n) => {
             if n > 0 {
-                crate::http::metrics::record_chain_linked(n);
+                crate::monitoring::record_chain_linked(n);
             }
             Ok(Report::new(
                 n,
@@ -167,7 +167,7 @@ async fn link_chains(env: &Env) -> Result<Report, JobError> {
             ))
         }
         Err(e) => {
-            crate::http::metrics::record_chain_link_failure();
+            crate::monitoring::record_chain_link_failure();
             Err(e.into())
         }
     }
@@ -187,7 +187,7 @@ async fn registry(env: &Env) -> Result<Report, JobError> {
             )?)
         })
         .await?;
-    crate::http::metrics::set_certificates_expiring(expiring);
+    crate::monitoring::set_certificates_expiring(expiring);
     Ok(Report::new(
         usize::try_from(expiring).unwrap_or(0),
         format!("{expiring} active certificates expire within 30 days"),
@@ -195,7 +195,7 @@ async fn registry(env: &Env) -> Result<Report, JobError> {
 }
 
 fn reload_crl(env: &Env) -> Result<Report, JobError> {
-    let failed = |e: crate::http::tls::TlsError| JobError::Failed(e.to_string());
+    let failed = |e: crate::pki::tls::TlsError| JobError::Failed(e.to_string());
     match &env.crl {
         Some(verifier) => Ok(if verifier.reload_if_changed().map_err(failed)? {
             Report::new(1, "reloaded the CRL")

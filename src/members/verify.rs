@@ -4,8 +4,8 @@ use crate::db::member_refs::{MemberRef, NewMemberRef};
 use crate::db::members::{Member, VerifyBy};
 use crate::db::offer_versions::OfferVersion;
 use crate::db::{DbConn, DbError};
+use crate::domain::terms::BPS_ONE;
 use crate::domain::{CardNo, MemberStatus, PartnerCode, Phone, Tier};
-use crate::partners::terms::BPS_ONE;
 use crate::pki::secrets::MemberKeys;
 use crate::registry::{Offer, RegistryView};
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
@@ -28,11 +28,7 @@ pub enum Lookup {
     Ref(String),
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
+pub use crate::domain::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -159,7 +155,7 @@ pub fn verify(
         None => {
             let version = OfferVersion::earliest(conn, partner.as_str())?
                 .ok_or_else(|| DbError::Invariant(format!("partner {partner} has no offer")))?;
-            let terms = crate::transactions::sale::terms_of(&version)?;
+            let terms = crate::registry::terms_of(&version)?;
             (std::sync::Arc::new(Offer { version, terms }), false)
         }
     };

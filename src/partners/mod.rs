@@ -1,4 +1,3 @@
 //! Partners: their specs, offer terms and onboarding.
 pub mod onboard;
 pub mod spec;
-pub mod terms;

@@ -212,7 +212,7 @@ fn update_existing(
     }
     let latest = OfferVersion::latest(conn, code)?
         .ok_or_else(|| DbError::Invariant(format!("partner {code} has no offer version")))?;
-    let latest_terms: super::terms::Terms = serde_json::from_str(&latest.terms_json)
+    let latest_terms: crate::domain::terms::Terms = serde_json::from_str(&latest.terms_json)
         .map_err(|e| DbError::Invariant(format!("offer {code} v{}: {e}", latest.version)))?;
     let mut new_offer_version = None;
     let changes = diff_terms(&latest_terms, &spec.terms);
@@ -262,7 +262,10 @@ fn update_existing(
 }
 
 /// The differences between two versions of terms, as `path: old → new` lines.
-pub fn diff_terms(old: &super::terms::Terms, new: &super::terms::Terms) -> Vec<String> {
+pub fn diff_terms(
+    old: &crate::domain::terms::Terms,
+    new: &crate::domain::terms::Terms,
+) -> Vec<String> {
     fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
         use serde_json::Value::Object;
         match (a, b) {

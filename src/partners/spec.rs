@@ -1,6 +1,6 @@
 //! `partner-specs/<CODE>.toml` (contract section 11). Every error names the file, the line and
 //! the key; a missing key names its table and the table's line.
-use super::terms::{MemberDay, Offer, Redeem, SettlementTerms, Terms, TierMap, BPS_ONE};
+use crate::domain::terms::{MemberDay, Offer, Redeem, SettlementTerms, Terms, TierMap, BPS_ONE};
 use crate::domain::PartnerCode;
 use chrono::NaiveDate;
 use std::collections::BTreeMap;

@@ -4,6 +4,7 @@ pub mod files;
 pub mod keys;
 pub mod p12;
 pub mod secrets;
+pub mod tls;
 
 use crate::config::Settings;
 use std::path::PathBuf;

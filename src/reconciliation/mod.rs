@@ -5,7 +5,7 @@ pub mod matching;
 
 use crate::db::reconciliation_uploads::{NewUpload, Upload};
 use crate::db::{write_tx, DbConn, DbError};
-use crate::members::verify::FieldError;
+use crate::domain::FieldError;
 use crate::transactions::input::is_partner_id;
 use chrono::{NaiveDate, TimeDelta};
 

@@ -1,7 +1,7 @@
 //! A statement line's money (contract section 7): a sale's columns rounded half to even to the
 //! fen; a reversal's columns derived from its sale's line by the cumulative-floor rule, so a
 //! full refund nets to zero in every column.
-use crate::partners::terms::SettlementTerms;
+use crate::domain::terms::SettlementTerms;
 use crate::transactions::arithmetic::reversal_part;
 
 /// round(num / den) to the nearest integer, ties to even; `den` > 0.

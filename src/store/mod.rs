@@ -14,15 +14,17 @@
 //! Nothing outside `store/` and `db/` names a backend. The tables and their queries are in
 //! `db/` (see `db/README.md` for where a new query goes); the SQL that only one backend speaks
 //! is in the table's own file or here, in `sqlite/` and `postgres/`.
+pub mod bookings;
 pub mod executor;
 pub mod postgres;
+pub mod sale;
 pub mod sqlite;
 
 use crate::config::DatabaseUrl;
 use crate::db::nonces::{NewNonce, Nonce};
-use crate::db::transactions::SaleRows;
 use crate::db::{DbConn, DbError, Pool};
 use executor::Executor;
+use sale::SaleRows;
 use std::sync::Arc;
 
 pub use executor::StoreError;

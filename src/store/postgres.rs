@@ -1,6 +1,7 @@
 //! The PostgreSQL engine: sales booked several to a statement (`sale_batch`), nonces claimed
 //! several to a statement (`nonce_batch`), and planner statistics kept in step with young
 //! tables (`planner_stats`).
+pub mod bookings;
 pub mod nonce_batch;
 pub mod planner_stats;
 pub mod sale_batch;

@@ -1,5 +1,6 @@
 //! The SQLite engine: one writer thread for the request path's writes, batched into shared
 //! commits (`group_commit`), and the WAL kept bounded (`wal`).
+pub mod bookings;
 pub mod group_commit;
 pub mod wal;
 

@@ -1,8 +1,8 @@
 //! Contract section 7, as pure integer functions: what a sale may discount and redeem, what the
 //! member pays and earns, and what each reversal takes back. Every product is computed in
 //! i128; a result that does not fit i64 is an error, never a wrap. No floating point.
+use crate::domain::terms::{Offer, BPS_ONE};
 use crate::domain::Tier;
-use crate::partners::terms::{Offer, BPS_ONE};
 
 /// Why a sale's amounts are refused, in the contract's check order (after member and token).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -155,7 +155,7 @@ pub fn reverse(original: &SaleAmounts, reversed_before: i64, gross_fen: i64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::partners::terms::{MemberDay, Redeem, TierMap};
+    use crate::domain::terms::{MemberDay, Redeem, TierMap};
 
     fn offer() -> Offer {
         Offer {

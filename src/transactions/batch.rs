@@ -3,8 +3,8 @@
 //! names its sale by `partner_txn_id`, which may be an earlier item of the same batch.
 use super::idempotency::Answer;
 use super::input::{parse_idempotency_key, ReversalInput, ReversalRequest, Sale, SaleRequest};
-use super::record::{Idempotent, ReversalOf};
 use super::{Ctx, TxnError};
+use super::{Idempotent, ReversalOf};
 use base64::Engine;
 use serde_json::Value;
 
@@ -100,9 +100,4 @@ pub fn parse_item(ctx: &Ctx<'_>, item: Value) -> Result<Item, TxnError> {
             "must be \"sale\" or \"reversal\"",
         )),
     }
-}
-
-pub fn to_json(value: &impl serde::Serialize) -> Result<String, TxnError> {
-    serde_json::to_string(value)
-        .map_err(|e| TxnError::Db(crate::db::DbError::Invariant(format!("receipt: {e}"))))
 }

@@ -2,7 +2,7 @@
 //! (contract sections 5, 7 and 13). Nothing is looked up here.
 use super::TxnError;
 use crate::domain::CardNo;
-use crate::members::verify::FieldError;
+use crate::domain::FieldError;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 

@@ -18,8 +18,8 @@ pub mod tokens;
 
 use crate::config::Settings;
 use crate::db::DbError;
+use crate::domain::FieldError;
 use crate::domain::PartnerCode;
-use crate::members::verify::FieldError;
 use crate::pki::secrets::MemberKeys;
 use chrono::{DateTime, Utc};
 
@@ -183,4 +183,38 @@ pub fn post_points(
     }
     crate::db::ledger::Ledger::post(conn, kind, reference, &postings, now)?;
     Ok(mv.earned - mv.redeemed)
+}
+
+/// A request's Idempotency-Key, the SHA-256 of its body (hex) and its Content-Digest (echoed
+/// in receipts as `request_digest`).
+#[derive(Clone)]
+pub struct Idempotent {
+    pub key: String,
+    pub request_sha256: String,
+    pub request_digest: String,
+}
+
+impl Idempotent {
+    /// Where the answer is stored: under `partner`'s key, kept `retention_hours`.
+    pub fn key<'a>(&'a self, partner: &'a str, retention_hours: u32) -> idempotency::Key<'a> {
+        idempotency::Key {
+            partner,
+            key: &self.key,
+            request_sha256: &self.request_sha256,
+            retention: chrono::TimeDelta::hours(i64::from(retention_hours)),
+        }
+    }
+}
+
+/// The sale a reversal names: by its gateway id (the route's path) or by the partner's own id
+/// (a batch item).
+#[derive(Clone)]
+pub enum ReversalOf {
+    TxnId(String),
+    PartnerTxnId(String),
+}
+
+pub fn to_json(value: &impl serde::Serialize) -> Result<String, TxnError> {
+    serde_json::to_string(value)
+        .map_err(|e| TxnError::Db(crate::db::DbError::Invariant(format!("receipt: {e}"))))
 }

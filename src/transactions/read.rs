@@ -57,7 +57,7 @@ impl ListQuery {
         let mut limit = DEFAULT_LIMIT;
         let mut errors = Vec::new();
         let err = |errors: &mut Vec<_>, field: &str, message: &str| {
-            errors.push(crate::members::verify::FieldError {
+            errors.push(crate::domain::FieldError {
                 field: field.into(),
                 message: message.into(),
             })

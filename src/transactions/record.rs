@@ -3,18 +3,23 @@
 //! its backend books it. A request whose Idempotency-Key another request still holds is tried
 //! again here, and only here ([`until_settled`]).
 use super::idempotency::{self, Answer, Key};
+
+/// The Idempotency-Key of a request of `cx`'s partner.
+fn key_of<'a>(idem: &'a Idempotent, cx: &'a Context) -> Key<'a> {
+    idem.key(cx.partner.as_str(), cx.settings.idempotency_retention_hours)
+}
 use super::input::{MemberName, ReversalInput, Sale};
 use super::reversal::{self, Original};
 use super::sale::{self, Prepared};
 use super::tokens::{self, IssuedToken, TokenRequest};
-use super::{batch, Ctx, TxnError};
+use super::{batch, to_json, Ctx, Idempotent, ReversalOf, TxnError};
 use crate::config::Settings;
 use crate::db::{DbConn, DbError};
 use crate::domain::PartnerCode;
 use crate::pki::secrets::MemberKeys;
 use crate::registry::RegistryView;
 use crate::store::{Judged, SaleJob, Store};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -38,26 +43,6 @@ impl Context {
             partner: &self.partner,
             now: self.now,
             registry: &self.registry,
-        }
-    }
-}
-
-/// A request's Idempotency-Key, the SHA-256 of its body (hex) and its Content-Digest (echoed
-/// in receipts as `request_digest`).
-#[derive(Clone)]
-pub struct Idempotent {
-    pub key: String,
-    pub request_sha256: String,
-    pub request_digest: String,
-}
-
-impl Idempotent {
-    fn key<'a>(&'a self, cx: &'a Context) -> Key<'a> {
-        Key {
-            partner: cx.partner.as_str(),
-            key: &self.key,
-            request_sha256: &self.request_sha256,
-            retention: TimeDelta::hours(i64::from(cx.settings.idempotency_retention_hours)),
         }
     }
 }
@@ -131,7 +116,7 @@ impl SaleJob for SaleToBook {
     }
 
     fn prepare(&self, conn: &mut DbConn) -> Result<Judged<Answer, TxnError>, DbError> {
-        let key = self.idem.key(&self.cx);
+        let key = key_of(&self.idem, &self.cx);
         let folded = Some((&key, self.cx.now.naive_utc()));
         let digest = &self.idem.request_digest;
         match sale::prepare_in(conn, &self.cx.ctx(), &self.sale, digest, folded) {
@@ -150,7 +135,7 @@ impl SaleJob for SaleToBook {
     }
 
     fn alone(&self, conn: &mut DbConn) -> Result<Answer, TxnError> {
-        let key = self.idem.key(&self.cx);
+        let key = key_of(&self.idem, &self.cx);
         let digest = &self.idem.request_digest;
         sale::record_once(
             conn,
@@ -163,14 +148,6 @@ impl SaleJob for SaleToBook {
     }
 }
 
-/// The sale a reversal names: by its gateway id (the route's path) or by the partner's own id
-/// (a batch item).
-#[derive(Clone)]
-pub enum ReversalOf {
-    TxnId(String),
-    PartnerTxnId(String),
-}
-
 /// `POST /v1/transactions/{txn_id}/reversals`: records a reversal once per Idempotency-Key.
 pub async fn record_reversal(
     store: &Store,
@@ -180,7 +157,7 @@ pub async fn record_reversal(
     idem: Idempotent,
 ) -> Result<Answer, TxnError> {
     let work = Arc::new(move |conn: &mut DbConn| {
-        let key = idem.key(&cx);
+        let key = key_of(&idem, &cx);
         idempotency::once(conn, &key, cx.now.naive_utc(), |conn| {
             let original = match &of {
                 ReversalOf::TxnId(id) => Original::TxnId(id),
@@ -188,7 +165,7 @@ pub async fn record_reversal(
             };
             let receipt =
                 reversal::record(conn, &cx.ctx(), original, &input, &idem.request_digest)?;
-            Ok((201, batch::to_json(&receipt)?))
+            Ok((201, to_json(&receipt)?))
         })
     });
     until_settled(|| {

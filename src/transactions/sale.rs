@@ -1,6 +1,5 @@
 //! `POST /v1/transactions`: one sale, judged, computed, booked and chained in one transaction.
 use super::arithmetic::{judge_sale, SaleRefusal};
-use super::batch::to_json;
 use super::idempotency::{self, Answer, Key};
 use super::input::{MemberName, Sale};
 use super::{
@@ -10,14 +9,12 @@ use crate::alliance::business_day;
 use crate::db::business_days::BusinessDays;
 use crate::db::idempotency_keys::{StoredAnswer, StoredResponse};
 use crate::db::ledger::{Ledger, OwnedPosting};
-use crate::db::offer_versions::OfferVersion;
-use crate::db::transactions::{
-    AnswerLookup, Answered, MemberKey, SaleLocks, SaleRows, Transaction,
-};
+use crate::db::transactions::Transaction;
 use crate::db::{in_transaction, locks, serialise_shared, write_tx, DbConn, DbError};
+use crate::domain::terms::BPS_ONE;
 use crate::domain::{MemberStatus, Tier};
-use crate::partners::terms::{Terms, BPS_ONE};
 use crate::registry::Offer;
+use crate::store::bookings::{self, AnswerLookup, Answered, MemberKey, SaleLocks, SaleRows};
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 
@@ -112,15 +109,6 @@ pub fn offer_on(
         })
 }
 
-pub fn terms_of(version: &OfferVersion) -> Result<Terms, DbError> {
-    serde_json::from_str(&version.terms_json).map_err(|e| {
-        DbError::Invariant(format!(
-            "offer {} v{}: {e}",
-            version.partner_code, version.version
-        ))
-    })
-}
-
 /// Records a sale. Runs inside the caller's write transaction (see `idempotency::once`);
 /// returns the receipt. Checks in the contract's order: member found, member active, token
 /// (when redeeming), discount, redemption share, balance.
@@ -187,7 +175,7 @@ fn record_in(
     match prepare_in(conn, ctx, sale, request_digest, fold)? {
         Prepared::Stored(stored) => Ok(Recorded::Stored(stored)),
         Prepared::Booking(b) => {
-            b.rows.book(conn)?;
+            bookings::book_rows(conn, &b.rows)?;
             Ok(Recorded::Booked {
                 receipt: b.receipt,
                 body: b.body,
@@ -233,7 +221,7 @@ pub fn prepare_in(
     // partner_txn_id: two requests with one partner_txn_id (under different keys) are ordered
     // by it, so the check below and the insert cannot interleave across instances. After the
     // locks: the last closed day, the duplicate check, the member, the member's balance lock
-    // and the balance, all in one round trip (see `Transaction::sale_prelude`).
+    // and the balance, all in one round trip (see `store::bookings::sale_prelude`).
     let key = match &sale.member {
         MemberName::Card(card) => MemberKey::Card(card.as_str()),
         MemberName::Ref(r) => MemberKey::Ref(r),
@@ -243,7 +231,7 @@ pub fn prepare_in(
         key: k.key,
         now,
     });
-    let prelude = Transaction::sale_prelude(
+    let prelude = bookings::sale_prelude(
         conn,
         SaleLocks {
             booking: locks::BOOKING,
@@ -366,7 +354,7 @@ pub fn prepare_in(
     // A partner that named the member by card is given the ref from now on: remember it.
     let remember_ref = matches!(sale.member, MemberName::Card(_));
     let receipt = Receipt::from(&txn);
-    let body = to_json(&receipt)?;
+    let body = super::to_json(&receipt)?;
     let stored = fold.map(|(k, now)| StoredResponse {
         partner_code: k.partner.to_owned(),
         idempotency_key: k.key.to_owned(),

@@ -1,9 +1,9 @@
 use crate::http::extract::PartnerCaller;
-use crate::http::metrics;
 use crate::http::problem::Code;
 use crate::http::problem::Problem;
 use crate::http::AppState;
 use crate::members::verify::{self, VerifyError, VerifyRequest};
+use crate::monitoring as metrics;
 use actix_web::{web, HttpResponse};
 
 impl From<VerifyError> for Problem {

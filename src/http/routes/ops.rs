@@ -35,5 +35,5 @@ pub async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
 pub async fn metrics() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::http::metrics::handle().render())
+        .body(crate::monitoring::handle().render())
 }

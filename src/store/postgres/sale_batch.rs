@@ -1,6 +1,6 @@
 //! Sales on PostgreSQL, several to a transaction: a batch's sales are each locked, read and
 //! judged as they would be alone ([`SaleJob::prepare`]), then written by one statement
-//! (`Transaction::book_many`) and committed once.
+//! (`bookings::book_many`) and committed once.
 //!
 //! Why: on PostgreSQL a sale costs mostly per statement and per commit (executor start-up, the
 //! plan cache, the commit's WAL flush), not per row written (`docs/benchmarks.md`). Replayed by
@@ -23,9 +23,10 @@
 //!   every caller gets the answer its request would have got on its own. Answers are sent only
 //!   after the commit.
 //! - **Bounded.** At most [`MAX_QUEUED_SALES`] waiting; beyond that the caller gets 503.
+use super::super::bookings;
 use super::super::executor::{next_batch, start_workers};
+use super::super::sale::SaleRows;
 use super::super::{Judged, SaleJob};
-use crate::db::transactions::{SaleRows, Transaction};
 use crate::db::{write_tx, DbConn, DbError, Pool};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::HashSet;
@@ -241,7 +242,7 @@ fn book_together(conn: &mut DbConn, batch: &mut [Box<dyn Queued>]) -> Result<Vec
             .filter(|(_, step)| matches!(step, Step::Booked))
             .filter_map(|(job, _)| job.rows().map(SaleRows::to_book))
             .collect();
-        Transaction::book_many(conn, &to_book)?;
+        bookings::book_many(conn, &to_book)?;
         Ok(steps)
     })
 }

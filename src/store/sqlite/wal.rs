@@ -20,10 +20,8 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::BigInt;
 use diesel::RunQueryDsl;
 
-/// The WAL's size on disk after it has been rewound: 128 MiB, the size it reaches between two
-/// RESTARTs. Keeping a file this size (rather than truncating it to nothing) spares the kernel
-/// from zeroing fresh pages on every rewind.
-pub const WAL_SIZE_LIMIT_BYTES: i64 = 128 * 1024 * 1024;
+pub use crate::db::WAL_SIZE_LIMIT_BYTES;
+
 /// A RESTART checkpoint is asked for when a PASSIVE one leaves more frames than this in the
 /// WAL: 32,768 frames of a 4 KiB page, about 128 MiB. Under light load the WAL rewinds on its
 /// own and never gets there. Under sustained load a RESTART comes every few seconds rather than
