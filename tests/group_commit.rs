@@ -3,7 +3,7 @@
 //! after the commit that made it true.
 use alliance_gateway::config::DatabaseUrl;
 use alliance_gateway::db::{self, DbConn, DbError};
-use alliance_gateway::store::sqlite::group_commit::{DbFailure, GroupCommit};
+use alliance_gateway::store::sqlite::group_commit::{DbFailure, GroupCommit, Guard};
 use alliance_gateway::store::sqlite::wal::WalState;
 use alliance_gateway::store::StoreError;
 use diesel::connection::SimpleConnection;
@@ -79,7 +79,7 @@ async fn hold_the_writer(
     let writes = writes.clone();
     let first = tokio::spawn(async move {
         writes
-            .run(|conn| {
+            .run(Guard::Savepoint, |conn| {
                 std::thread::sleep(Duration::from_millis(300));
                 insert(conn, 1)
             })
@@ -93,16 +93,16 @@ async fn hold_the_writer(
 async fn jobs_in_one_batch_stand_or_fall_alone_and_a_panic_leaves_the_batch_sound() {
     let (_dir, pool, writes) = setup();
     let first = hold_the_writer(&writes).await;
-    let ok = writes.run(|conn| insert(conn, 2));
-    let refused = writes.run(|conn| -> Result<(), JobError> {
+    let ok = writes.run(Guard::Savepoint, |conn| insert(conn, 2));
+    let refused = writes.run(Guard::Savepoint, |conn| -> Result<(), JobError> {
         insert(conn, 3)?;
         Err(JobError::Refused)
     });
-    let panicked = writes.run(|conn| -> Result<(), JobError> {
+    let panicked = writes.run(Guard::Savepoint, |conn| -> Result<(), JobError> {
         insert(conn, 4)?;
         panic!("a job that panics half way");
     });
-    let after = writes.run(|conn| insert(conn, 5));
+    let after = writes.run(Guard::Savepoint, |conn| insert(conn, 5));
     let (ok, refused, panicked, after) = tokio::join!(ok, refused, panicked, after);
 
     assert!(matches!(first.await.expect("join"), Ok(Ok(()))));
@@ -120,7 +120,7 @@ async fn jobs_in_one_batch_stand_or_fall_alone_and_a_panic_leaves_the_batch_soun
 
     // The writer's connection is not left inside a transaction: a later job commits too.
     assert!(matches!(
-        writes.run(|conn| insert(conn, 6)).await,
+        writes.run(Guard::Savepoint, |conn| insert(conn, 6)).await,
         Ok(Ok(()))
     ));
     assert_eq!(stored(&pool), vec![1, 2, 5, 6]);
@@ -130,13 +130,13 @@ async fn jobs_in_one_batch_stand_or_fall_alone_and_a_panic_leaves_the_batch_soun
 async fn a_failing_single_statement_job_rolls_its_batch_back_and_the_others_run_again_alone() {
     let (_dir, pool, writes) = setup();
     let first = hold_the_writer(&writes).await;
-    let before = writes.run_statement(|conn| insert(conn, 2));
+    let before = writes.run(Guard::SingleStatement, |conn| insert(conn, 2));
     // Fails in the database (no such table) without a savepoint of its own.
-    let broken = writes.run_statement(|conn| -> Result<(), JobError> {
+    let broken = writes.run(Guard::SingleStatement, |conn| -> Result<(), JobError> {
         diesel::sql_query("INSERT INTO no_such_table (x) VALUES (1)").execute(conn)?;
         Ok(())
     });
-    let behind = writes.run_statement(|conn| insert(conn, 3));
+    let behind = writes.run(Guard::SingleStatement, |conn| insert(conn, 3));
     let (before, broken, behind) = tokio::join!(before, broken, behind);
 
     assert!(matches!(first.await.expect("join"), Ok(Ok(()))));
@@ -161,7 +161,9 @@ async fn the_writer_rewinds_the_wal_on_request_once_no_reader_is_left_in_it() {
     let (_dir, pool, writes) = setup();
     for x in 0..50 {
         assert!(matches!(
-            writes.run(move |conn| insert(conn, x)).await,
+            writes
+                .run(Guard::Savepoint, move |conn| insert(conn, x))
+                .await,
             Ok(Ok(()))
         ));
     }
@@ -187,7 +189,7 @@ async fn the_writer_rewinds_the_wal_on_request_once_no_reader_is_left_in_it() {
 
     // The next write starts at the beginning of the WAL: it holds that write's frames only.
     assert!(matches!(
-        writes.run(|conn| insert(conn, 50)).await,
+        writes.run(Guard::Savepoint, |conn| insert(conn, 50)).await,
         Ok(Ok(()))
     ));
     let mut conn = pool.get().expect("connection");

@@ -15,6 +15,10 @@ pub struct NewMemberToken<'a> {
 
 pub struct MemberToken;
 
+/// Deletes up to `$2` tokens that expired before `$1` (see `db::prune_in_batches`).
+const PRUNE_EXPIRED: &str = "DELETE FROM member_tokens WHERE (member_id, token_sha256) IN \
+     (SELECT member_id, token_sha256 FROM member_tokens WHERE expires_at < $1 LIMIT $2)";
+
 impl MemberToken {
     /// Hand-written so that it stays prepared (see `db::prepared`).
     pub fn insert(conn: &mut DbConn, t: &NewMemberToken<'_>) -> QueryResult<()> {
@@ -58,11 +62,6 @@ impl MemberToken {
     /// Forgets tokens that expired more than a day ago (used ones included).
     /// In batches (see `db::prune_in_batches`).
     pub fn prune(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<usize> {
-        super::prune_in_batches(
-            conn,
-            "DELETE FROM member_tokens WHERE (member_id, token_sha256) IN \
-             (SELECT member_id, token_sha256 FROM member_tokens WHERE expires_at < $1 LIMIT $2)",
-            before,
-        )
+        super::prune_in_batches(conn, PRUNE_EXPIRED, before)
     }
 }

@@ -322,8 +322,13 @@ pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
 /// Takes a lock that serialises writers of one kind across instances. SQLite's immediate
 /// transaction already serialises every writer; PostgreSQL needs an advisory lock.
 pub fn serialise(conn: &mut DbConn, lock_key: i64) -> Result<(), diesel::result::Error> {
+    advisory(conn, "SELECT pg_advisory_xact_lock($1)", lock_key)
+}
+
+/// Runs one of PostgreSQL's advisory-lock statements `sql` for `lock_key`; nothing on SQLite.
+fn advisory(conn: &mut DbConn, sql: &'static str, lock_key: i64) -> diesel::QueryResult<()> {
     if let DbConn::Postgres(c) = conn {
-        prepared::prepared("SELECT pg_advisory_xact_lock($1)")
+        prepared::prepared(sql)
             .bind::<diesel::sql_types::BigInt, _>(lock_key)
             .execute(c)?;
     }
@@ -390,12 +395,7 @@ pub fn serialise_shared_then(
 /// A shared advisory lock for this transaction (PostgreSQL); SQLite's single writer already
 /// serialises. Several holders at once, none while an exclusive holder has it.
 pub fn serialise_shared(conn: &mut DbConn, lock_key: i64) -> Result<(), diesel::result::Error> {
-    if let DbConn::Postgres(c) = conn {
-        prepared::prepared("SELECT pg_advisory_xact_lock_shared($1)")
-            .bind::<diesel::sql_types::BigInt, _>(lock_key)
-            .execute(c)?;
-    }
-    Ok(())
+    advisory(conn, "SELECT pg_advisory_xact_lock_shared($1)", lock_key)
 }
 
 /// `t` as stored: UTC, truncated to microseconds, so values read back compare equal on both

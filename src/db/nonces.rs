@@ -18,6 +18,10 @@ pub struct NewNonce<'a> {
 
 pub struct Nonce;
 
+/// Deletes up to `$2` nonces whose window ended before `$1` (see `db::prune_in_batches`).
+const PRUNE_EXPIRED: &str = "DELETE FROM request_nonces WHERE (key_id, nonce_sha256) IN \
+     (SELECT key_id, nonce_sha256 FROM request_nonces WHERE expires_at < $1 LIMIT $2)";
+
 impl Nonce {
     /// Claims a nonce. `Ok(false)` when it was already claimed: a replay. A conflict inserts
     /// nothing rather than failing, so inside a group-commit batch it costs no savepoint.
@@ -186,12 +190,7 @@ impl Nonce {
     /// Deletes nonces whose window has passed, in batches (see `db::prune_in_batches`); a
     /// replay of them fails on `created` anyway.
     pub fn prune(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<usize> {
-        super::prune_in_batches(
-            conn,
-            "DELETE FROM request_nonces WHERE (key_id, nonce_sha256) IN \
-             (SELECT key_id, nonce_sha256 FROM request_nonces WHERE expires_at < $1 LIMIT $2)",
-            now,
-        )
+        super::prune_in_batches(conn, PRUNE_EXPIRED, now)
     }
 
     pub fn count(conn: &mut DbConn) -> QueryResult<i64> {

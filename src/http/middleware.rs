@@ -264,13 +264,7 @@ pub async fn signed_api(
             metrics::record_request(&route, 500, started.elapsed().as_secs_f64());
             let problem =
                 Problem::new(Code::Internal, "the gateway could not complete the request");
-            let res = finish(
-                &state,
-                &request_id,
-                None,
-                problem.error_response_with_id(&request_id),
-            )
-            .await;
+            let res = signed_problem(&state, &request_id, None, &problem).await;
             return Err(actix_web::error::InternalError::from_response(
                 "request handling panicked",
                 res,
@@ -281,14 +275,7 @@ pub async fn signed_api(
 
     let res = match outcome {
         Err((req, (problem, bound))) => {
-            let res = finish(
-                &state,
-                &request_id,
-                bound,
-                problem.error_response_with_id(&request_id),
-            )
-            .await;
-            req.into_response(res)
+            req.into_response(signed_problem(&state, &request_id, bound, &problem).await)
         }
         Ok((caller, Ok(res))) => {
             let (http_req, res) = res.into_parts();
@@ -317,6 +304,22 @@ pub async fn signed_api(
         )
     });
     Ok(res)
+}
+
+/// A refusal as a signed answer, bound to the request's signature when it verified.
+async fn signed_problem(
+    state: &AppState,
+    request_id: &str,
+    bound: Option<(String, String)>,
+    problem: &Problem,
+) -> HttpResponse {
+    finish(
+        state,
+        request_id,
+        bound,
+        problem.error_response_with_id(request_id),
+    )
+    .await
 }
 
 /// What a panic carried, for the log.

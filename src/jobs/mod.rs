@@ -49,16 +49,12 @@ impl Job {
         Job::SettleDue,
     ];
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Job::PruneNonces => "prune-nonces",
-            Job::CheckpointWal => "checkpoint-wal",
-            Job::LinkChains => "link-chains",
-            Job::PlannerStats => "planner-stats",
-            Job::Registry => "registry",
-            Job::ReloadCrl => "reload-crl",
-            Job::SettleDue => "settle-due",
-        }
+    /// The job's name, as `run-job` takes it (clap's kebab-case of the variant).
+    pub fn name(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
     }
 }
 

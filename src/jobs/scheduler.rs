@@ -34,12 +34,12 @@ pub fn start(env: &Env) -> Vec<tokio::task::JoinHandle<()>> {
                 loop {
                     let busy = match job.run(&env).await {
                         Ok(report) if report.done > 0 => {
-                            tracing::debug!(job.name = job.name(), job.done = report.done, "{}", report.summary);
+                            tracing::debug!(job.name = %job.name(), job.done = report.done, "{}", report.summary);
                             job == Job::LinkChains
                         }
                         Ok(_) => false,
                         Err(e) => {
-                            tracing::warn!(job.name = job.name(), error.message = %e, "upkeep job failed");
+                            tracing::warn!(job.name = %job.name(), error.message = %e, "upkeep job failed");
                             false
                         }
                     };

@@ -48,6 +48,11 @@ impl Money {
     }
 }
 
+/// `amount × rate / per`, rounded half to even, to the fen (section 7).
+fn rated(amount: i64, rate: i64, per: i128) -> i64 {
+    fit(round_half_even(i128::from(amount) * i128::from(rate), per))
+}
+
 fn fit(v: i128) -> i64 {
     // Inputs are bounded (gross ≤ 10¹⁰, rates ≤ 10⁴ bps or fen per 1000 points in i64), and
     // every result here is at most its input column times a rate over its unit.
@@ -69,22 +74,10 @@ pub fn sale_line(
         redeem_points,
         redeem_value_fen,
         points_earned,
-        subsidy_fen: fit(round_half_even(
-            i128::from(discount_fen) * i128::from(t.discount_subsidy_bps),
-            10_000,
-        )),
-        reimbursement_fen: fit(round_half_even(
-            i128::from(redeem_points) * i128::from(t.redeem_reimburse_fen_per_1000_points),
-            1_000,
-        )),
-        issue_fee_fen: fit(round_half_even(
-            i128::from(points_earned) * i128::from(t.issue_fee_fen_per_1000_points),
-            1_000,
-        )),
-        commission_fen: fit(round_half_even(
-            i128::from(gross_fen) * i128::from(t.commission_bps),
-            10_000,
-        )),
+        subsidy_fen: rated(discount_fen, t.discount_subsidy_bps, 10_000),
+        reimbursement_fen: rated(redeem_points, t.redeem_reimburse_fen_per_1000_points, 1_000),
+        issue_fee_fen: rated(points_earned, t.issue_fee_fen_per_1000_points, 1_000),
+        commission_fen: rated(gross_fen, t.commission_bps, 10_000),
     }
 }
 

@@ -1,9 +1,7 @@
 //! A sale's statements, whatever the backend: its prelude ([`sale_prelude`], the locks and
 //! every read before its checks) and its booking ([`book`], every row it writes; [`book_many`]
 //! for a batch). The SQL of each backend is in `sqlite/bookings.rs` and `postgres/bookings.rs`.
-use crate::db::idempotency_keys::StoredResponse;
-use crate::db::ledger::{Ledger, Posting};
-use crate::db::transactions::Transaction;
+use crate::db::ledger::Ledger;
 use crate::db::{DbConn, DbError};
 use diesel::QueryResult;
 
@@ -46,34 +44,19 @@ pub fn sale_prelude(
 /// Writes a sale: the member's ref for this partner when `remember_ref` (idempotent), the
 /// points journal when any points move, the sale's row, and the answer to store under the
 /// Idempotency-Key when given. `postings` must balance (checked before anything is written).
-pub fn book(
-    conn: &mut DbConn,
-    t: &Transaction,
-    remember_ref: bool,
-    postings: &[Posting<'_>],
-    answer: Option<&StoredResponse>,
-) -> Result<(), DbError> {
-    if !postings.is_empty() {
-        Ledger::check_balanced("sale", &t.txn_id, postings)?;
+pub fn book(conn: &mut DbConn, sale: &ToBook<'_>) -> Result<(), DbError> {
+    if !sale.postings.is_empty() {
+        Ledger::check_balanced("sale", &sale.txn.txn_id, &sale.postings)?;
     }
     match conn {
-        DbConn::Postgres(pg) => {
-            super::postgres::bookings::book(pg, t, remember_ref, postings, answer)
-        }
-        DbConn::Sqlite(_) => super::sqlite::bookings::book(conn, t, remember_ref, postings, answer),
+        DbConn::Postgres(pg) => super::postgres::bookings::book(pg, sale),
+        DbConn::Sqlite(_) => super::sqlite::bookings::book(conn, sale),
     }
 }
 
 /// Writes a sale's rows alone ([`book`]).
 pub fn book_rows(conn: &mut DbConn, rows: &SaleRows) -> Result<(), DbError> {
-    let postings: Vec<Posting<'_>> = rows.postings.iter().map(|p| p.as_posting()).collect();
-    book(
-        conn,
-        &rows.txn,
-        rows.remember_ref,
-        &postings,
-        rows.answer.as_ref(),
-    )
+    book(conn, &rows.to_book())
 }
 
 /// Writes several sales at once (a batch, see `postgres::sale_batch`): for each, what [`book`]
@@ -95,7 +78,7 @@ pub fn book_many(conn: &mut DbConn, sales: &[ToBook<'_>]) -> Result<(), DbError>
         DbConn::Postgres(pg) => super::postgres::bookings::book_many(pg, sales),
         DbConn::Sqlite(_) => {
             for s in sales {
-                book(conn, s.txn, s.remember_ref, &s.postings, s.answer)?;
+                book(conn, s)?;
             }
             Ok(())
         }

@@ -30,6 +30,7 @@ use std::sync::Arc;
 pub use executor::StoreError;
 pub use postgres::nonce_batch::NonceClaim;
 pub use sqlite::group_commit::DbFailure;
+use sqlite::group_commit::Guard;
 
 /// Counts a database or batching thread's panic: the work it was doing is answered 500 and
 /// rolled back (its connection, left in a transaction, is dropped by the pool), and the thread
@@ -160,7 +161,7 @@ impl Store {
         F: FnMut(&mut DbConn) -> Result<T, E> + Send + 'static,
     {
         let ran = match &self.inner.engine {
-            Engine::Sqlite(e) => e.writer.run(work).await,
+            Engine::Sqlite(e) => e.writer.run(Guard::Savepoint, work).await,
             Engine::Postgres(_) => {
                 let pool = self.inner.pool.clone();
                 let mut work = work;
@@ -190,7 +191,7 @@ impl Store {
         let claimed = match (&self.inner.engine, with_others) {
             (Engine::Sqlite(e), true) => {
                 e.writer
-                    .run_statement(move |conn| {
+                    .run(Guard::SingleStatement, move |conn| {
                         Ok::<_, DbError>(Nonce::claim_reading_generation(conn, &claim.row())?)
                     })
                     .await

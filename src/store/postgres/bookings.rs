@@ -141,13 +141,9 @@ pub(crate) fn sale_prelude(
 
 /// One sale: the member's ref, the journal, the sale's row and the stored answer in one
 /// statement, where it was four round trips.
-pub(crate) fn book(
-    pg: &mut PgConnection,
-    t: &Transaction,
-    remember_ref: bool,
-    postings: &[Posting<'_>],
-    answer: Option<&StoredResponse>,
-) -> Result<(), DbError> {
+pub(crate) fn book(pg: &mut PgConnection, sale: &ToBook<'_>) -> Result<(), DbError> {
+    let (t, remember_ref, postings, answer) =
+        (sale.txn, sale.remember_ref, &sale.postings[..], sale.answer);
     use diesel::sql_types::{Array, BigInt, Bool, Date, Integer, Nullable, Text, Timestamp};
     let accounts: Vec<&str> = postings.iter().map(|p| p.account).collect();
     let members: Vec<Option<i64>> = postings.iter().map(|p| p.member_id).collect();

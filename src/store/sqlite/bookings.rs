@@ -2,10 +2,10 @@
 //! one. SQLite's single writer needs no locks, and a statement there is a function call, so
 //! folding them into one would save nothing.
 use crate::db::idempotency_keys::{StoredAnswer, StoredResponse};
-use crate::db::ledger::{Ledger, Posting};
+use crate::db::ledger::Ledger;
 use crate::db::transactions::Transaction;
 use crate::db::{DbConn, DbError};
-use crate::store::sale::{AnswerLookup, Answered, MemberKey, SaleMember, SalePrelude};
+use crate::store::sale::{AnswerLookup, Answered, MemberKey, SaleMember, SalePrelude, ToBook};
 use diesel::prelude::*;
 
 /// The sale's prelude as plain reads.
@@ -75,13 +75,9 @@ pub(crate) fn sale_prelude(
 }
 
 /// One sale, statement by statement.
-pub(crate) fn book(
-    conn: &mut DbConn,
-    t: &Transaction,
-    remember_ref: bool,
-    postings: &[Posting<'_>],
-    answer: Option<&StoredResponse>,
-) -> Result<(), DbError> {
+pub(crate) fn book(conn: &mut DbConn, sale: &ToBook<'_>) -> Result<(), DbError> {
+    let (t, remember_ref, postings, answer) =
+        (sale.txn, sale.remember_ref, &sale.postings[..], sale.answer);
     if remember_ref {
         crate::db::member_refs::MemberRef::remember(
             conn,

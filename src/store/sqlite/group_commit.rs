@@ -60,7 +60,7 @@ impl DbFailure for DbError {
 
 trait Job: Send {
     /// Runs the work in the open transaction (in a savepoint of its own unless it is a single
-    /// statement, see [`GroupCommit::run_statement`]) and keeps its outcome.
+    /// statement, see [`Guard::SingleStatement`]) and keeps its outcome.
     fn run(&mut self, conn: &mut DbConn);
     /// False for a job run without a savepoint: if it fails, the whole batch must roll back.
     fn guarded(&self) -> bool;
@@ -153,6 +153,15 @@ fn depth(conn: &mut DbConn) -> u32 {
         .map_or(0, std::num::NonZeroU32::get)
 }
 
+/// How a job is kept apart from the others of its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// In a savepoint of its own: it fails alone.
+    Savepoint,
+    /// One statement, no savepoint: if it fails, the batch runs again job by job.
+    SingleStatement,
+}
+
 /// The SQLite writer of one gateway.
 #[derive(Clone)]
 pub struct GroupCommit {
@@ -169,37 +178,19 @@ impl GroupCommit {
         Ok(GroupCommit { queue })
     }
 
-    /// Runs `work` in the next batch, and waits (without
-    /// blocking the async worker) until its batch has committed. `work` may run more than once,
-    /// each time in a fresh savepoint whose changes were rolled back, so it must only read
-    /// what it captured.
-    pub async fn run<T, E, F>(&self, work: F) -> Result<Result<T, E>, StoreError>
+    /// Runs `work` in the next batch, and waits (without blocking the async worker) until its
+    /// batch has committed. With [`Guard::Savepoint`], `work` may run more than once, each time
+    /// in a fresh savepoint whose changes were rolled back, so it must only read what it
+    /// captured. [`Guard::SingleStatement`] is for work that is one statement, which either
+    /// succeeds or fails with a database error: it runs without a savepoint (two statements
+    /// fewer), and if it fails the whole batch rolls back and every job in it runs again alone.
+    pub async fn run<T, E, F>(&self, guard: Guard, work: F) -> Result<Result<T, E>, StoreError>
     where
         T: Send + 'static,
         E: From<DbError> + From<diesel::result::Error> + DbFailure + Send + 'static,
         F: FnMut(&mut DbConn) -> Result<T, E> + Send + 'static,
     {
-        self.submit(work, true).await
-    }
-
-    /// [`GroupCommit::run`] for work that is one statement, which either succeeds or fails
-    /// with a database error: it runs without a savepoint (two statements fewer), and if it
-    /// fails the whole batch rolls back and every job in it runs again alone.
-    pub async fn run_statement<T, E, F>(&self, work: F) -> Result<Result<T, E>, StoreError>
-    where
-        T: Send + 'static,
-        E: From<DbError> + From<diesel::result::Error> + DbFailure + Send + 'static,
-        F: FnMut(&mut DbConn) -> Result<T, E> + Send + 'static,
-    {
-        self.submit(work, false).await
-    }
-
-    async fn submit<T, E, F>(&self, work: F, savepoint: bool) -> Result<Result<T, E>, StoreError>
-    where
-        T: Send + 'static,
-        E: From<DbError> + From<diesel::result::Error> + DbFailure + Send + 'static,
-        F: FnMut(&mut DbConn) -> Result<T, E> + Send + 'static,
-    {
+        let savepoint = guard == Guard::Savepoint;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: BoxedJob = Box::new(Pending {
             work,
