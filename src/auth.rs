@@ -315,8 +315,7 @@ pub fn check_cached(
 /// against the cached registry, when every row they need is cached (`None` when one is not:
 /// then [`check_cached`] makes them on a database thread). The nonce is still to be claimed,
 /// or the answer to be confirmed. Why: the signature's verification is most of a request's
-/// CPU, and made here rather than in a database job it measured 4–8 % less CPU per verify
-/// (`docs/benchmarks.md`).
+/// CPU, and made here it costs no hand-over to a database thread and back.
 pub fn check_cache_only(
     registry: &Registry,
     peer: Option<&PeerCertificate>,

@@ -1,5 +1,5 @@
-//! Storage: one portable diesel schema over SQLite (default) or PostgreSQL (production).
-//! Backend-specific SQL stays in this module.
+//! The tables: one portable diesel schema over SQLite (default) or PostgreSQL (production),
+//! one file per table. Where a new query goes and how to write it: `src/db/README.md`.
 
 /// Runs `$body` with `$c` bound to the concrete connection (SQLite or PostgreSQL) instead of
 /// the multi-backend one. Why: a query on the multi-backend connection has no static query id,

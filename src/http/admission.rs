@@ -6,11 +6,9 @@
 //! runtime serves tasks woken by their sockets (new requests) before tasks woken by the
 //! database threads (requests half done): its local queue first, its remote queue only every
 //! 31st task or when the local one is empty. With every connection of a load in progress at
-//! once, a request half done kept waiting behind newly arrived ones. At concurrency 64 the
-//! gateway's p90 was 1.34–1.48 times its mean latency, and its p99 1.87–2.62 times. With 16 in
-//! progress and the rest queued in arrival order, p90 was 1.07–1.28 and p99 1.62–1.78 times
-//! the mean in eight runs of ten, at the same CPU per request (docs/benchmarks.md, "Fair
-//! admission").
+//! once, a request half done kept waiting behind newly arrived ones, and the latency tail grew
+//! well past the mean. With a few in progress and the rest queued in arrival order, the tail
+//! stays close to the mean at the same CPU per request (`docs/benchmarks.md`).
 //!
 //! A request asks for its turn after its body has been read, so a slow sender holds no place,
 //! and gives it back once its answer is signed, before the answer is written, so a slow reader

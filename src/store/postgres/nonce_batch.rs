@@ -4,9 +4,8 @@
 //!
 //! Why: on PostgreSQL every claim was a statement and a transaction of its own, and what a
 //! statement or a commit costs PostgreSQL whatever it writes (executor start-up, the plan
-//! cache, the commit) was about 40 % of its time per sale (`docs/benchmarks.md`, ninth
-//! session). With sales booked several to a transaction (`transactions::sale_batch`), the
-//! claim had become one of a sale's two remaining statements of its own.
+//! cache, the commit) was a large share of its time per sale. With sales booked several to a
+//! transaction (`sale_batch`), the claim would be one of a sale's two statements of its own.
 //!
 //! What stays as it was:
 //! - **The same answer.** A nonce claimed by two requests is fresh for one of them only; the

@@ -25,8 +25,8 @@ pub use crate::db::WAL_SIZE_LIMIT_BYTES;
 /// A RESTART checkpoint is asked for when a PASSIVE one leaves more frames than this in the
 /// WAL: 32,768 frames of a 4 KiB page, about 128 MiB. Under light load the WAL rewinds on its
 /// own and never gets there. Under sustained load a RESTART comes every few seconds rather than
-/// every second: each one holds the writers for its two fsyncs (3–60 ms measured), and fewer of
-/// them measured better (verify at concurrency 64: p99 24–27 ms against 31–37 ms at 8,192).
+/// every second: each one holds every writer for its two fsyncs, so fewer of them keep the
+/// latency tail shorter.
 pub const RESTART_AFTER_FRAMES: i64 = 32_768;
 /// How long a RESTART checkpoint waits for readers to leave the WAL: not at all. Every writer
 /// waits while it does, and a reader still in the WAL just means trying again 100 ms later.
