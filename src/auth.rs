@@ -271,7 +271,7 @@ pub struct Unconfirmed {
 
 /// The first pass, on a database thread: the checks against the cached registry (against the
 /// current one before the cache's first fill), then the nonce's claim here unless
-/// `claim_elsewhere` (SQLite's group-commit writer claims it, see `http::middleware`).
+/// `claim_elsewhere` (the store claims it with other requests', `Store::claim_nonce`).
 pub fn check_cached(
     conn: &mut DbConn,
     registry: &Registry,

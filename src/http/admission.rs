@@ -21,10 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use crate::config::admission::{
-    DEFAULT_MAX_IN_FLIGHT_POSTGRES, DEFAULT_MAX_IN_FLIGHT_SQLITE, DEFAULT_MAX_WAITING,
-    MAX_IN_FLIGHT_LIMIT, MAX_WAITING_LIMIT,
-};
+// Its defaults and bounds, by backend, are the configuration's (`config::admission`).
 
 pub struct Admission {
     places: Arc<Semaphore>,

@@ -31,6 +31,11 @@ pub fn start(env: &Env) -> Vec<tokio::task::JoinHandle<()>> {
             let env = env.clone();
             tokio::spawn(async move {
                 let pause = Duration::from_millis(interval_ms(&env, job));
+                // The first run comes after one interval, but for the registry's metric, which
+                // a monitor should see from the start.
+                if job != Job::Registry {
+                    tokio::time::sleep(pause).await;
+                }
                 loop {
                     let busy = match job.run(&env).await {
                         Ok(report) if report.done > 0 => {

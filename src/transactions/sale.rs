@@ -128,8 +128,8 @@ pub fn record(
 
 /// Records a sale once per Idempotency-Key (contract sections 5 and 13), with the same
 /// outcomes as [`idempotency::once`] around [`record`], the key's lock, lookup and stored
-/// answer folded into the sale's own statements: on PostgreSQL its prelude and its booking, so
-/// that a sale's transaction is BEGIN, two statements and COMMIT. Inside an open transaction
+/// answer folded into the sale's own two steps, its prelude and its booking
+/// (`store::bookings`). Inside an open transaction
 /// (the store's) it runs in it; else in one of its own.
 pub fn record_once(
     conn: &mut DbConn,
@@ -203,10 +203,10 @@ pub enum Prepared {
 
 /// Everything of [`record_in`] but the sale's own writes: the locks, the reads and the
 /// judgement. Two things are written here all the same: a redemption's member token is
-/// consumed, and on SQLite the sale takes its place in the chain (after every check). A
-/// refusal after the token's consumption rolls back with the request's transaction, so the
-/// caller must not commit what a refused sale did (see `store::postgres::sale_batch`, which batches only sales
-/// that redeem nothing, on PostgreSQL).
+/// consumed, and where the store links at booking the sale takes its place in the chain (after
+/// every check). A refusal after the token's consumption rolls back with the request's
+/// transaction, so the caller must not commit what a refused sale did (which is why only sales
+/// that redeem nothing are `SaleJob::batchable`).
 pub fn prepare_in(
     conn: &mut DbConn,
     ctx: &Ctx<'_>,

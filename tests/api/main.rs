@@ -4,6 +4,7 @@
 mod admin;
 mod hardening;
 mod helpers;
+mod jobs;
 mod lifecycle;
 mod ops;
 mod settlement;
