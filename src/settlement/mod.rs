@@ -28,7 +28,7 @@ use crate::db::partners::Partner;
 use crate::db::reconciliation_uploads::Upload;
 use crate::db::settlement_runs::SettlementRun;
 use crate::db::transactions::Transaction;
-use crate::db::{locks, now_utc, serialise, write_tx, DbConn, DbError};
+use crate::db::{locks, serialise, write_tx, DbConn, DbError};
 use crate::pki::keys::PrivateKey;
 use crate::pki::PkiError;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -146,7 +146,7 @@ pub fn settle_due(
             continue;
         };
         if recon_json(&Upload::latest_ids(conn, day)?)? != latest.recon_json {
-            let (version, _) = rerun(conn, settings, signer, day, "system:settlement")?;
+            let (version, _) = rerun(conn, settings, signer, day, ("system:settlement", now))?;
             out.push(DayOutcome {
                 business_date: day,
                 version,
@@ -208,7 +208,7 @@ pub fn settle_through(
     let mut out = Vec::new();
     let mut day = start;
     loop {
-        out.push(settle_day(conn, settings, signer, day)?);
+        out.push(settle_day(conn, settings, signer, day, now)?);
         if day >= through {
             break;
         }
@@ -220,19 +220,20 @@ pub fn settle_through(
     Ok(out)
 }
 
-/// Closes one day (if open) and writes its version-1 files.
+/// Closes one day (if open) at `now` and writes its version-1 files.
 fn settle_day(
     conn: &mut DbConn,
     settings: &Settings,
     signer: &Signer<'_>,
     day: NaiveDate,
+    now: DateTime<Utc>,
 ) -> Result<DayOutcome, SettleError> {
     let run = write_tx(conn, |conn| -> Result<(SettlementRun, bool), SettleError> {
         serialise(conn, locks::BOOKING)?;
         if let Some(run) = SettlementRun::latest(conn, day)? {
             return Ok((run, false));
         }
-        let now = now_utc();
+        let now = crate::db::micros(now);
         BusinessDays::close(conn, day, now)?;
         // Every record booked so far joins its chain before the heads are read (on
         // PostgreSQL the linker may not have reached the last ones). No booking can start
@@ -322,7 +323,7 @@ pub fn rerun(
     settings: &Settings,
     signer: &Signer<'_>,
     day: NaiveDate,
-    actor: &str,
+    (actor, now): (&str, DateTime<Utc>),
 ) -> Result<(i64, Vec<String>), SettleError> {
     let run = write_tx(conn, |conn| -> Result<SettlementRun, SettleError> {
         serialise(conn, locks::BOOKING)?;
@@ -335,7 +336,7 @@ pub fn rerun(
             version: latest.version + 1,
             recon_json: current,
             manifest_sha256: None,
-            created_at: now_utc(),
+            created_at: crate::db::micros(now),
             ..latest
         };
         SettlementRun::insert(conn, &next)?;

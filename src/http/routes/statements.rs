@@ -221,6 +221,7 @@ pub async fn rerun(
 ) -> Result<HttpResponse, Problem> {
     let day = date(&path, "date")?;
     let actor = format!("finance:{}", finance.name.as_str());
+    let now = state.clock.now();
     let st = state.clone();
     let (version, files) = state
         .store
@@ -229,7 +230,8 @@ pub async fn rerun(
                 key: &st.gateway_key,
                 key_id: &st.gateway_key_id,
             };
-            settlement::rerun(conn, &st.settings, &signer, day, &actor).map_err(Problem::from)
+            settlement::rerun(conn, &st.settings, &signer, day, (&actor, now))
+                .map_err(Problem::from)
         })
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
