@@ -2,8 +2,7 @@
 //! values in every parameter, the contract's body limits at their edges, file modes, repeated
 //! headers, the upload quota and the ops listener's address.
 use crate::helpers::*;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -18,24 +17,7 @@ type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 /// A TLS connection with a partner's bundle, for requests written byte by byte.
 async fn raw_connection(app: &TestApp, code: &str) -> Tls {
-    let dir = app.settings.bundles_dir().join(code);
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let chain: Vec<_> = CertificateDer::pem_file_iter(dir.join("client.pem"))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(dir.join("client.key")).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .unwrap();
+    let config = bundle_tls_config(&app.settings.bundles_dir().join(code));
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
         .await
         .unwrap();

@@ -1,7 +1,6 @@
 //! The partner lifecycle as an admin drives it from a shell (the real binary), while partners
 //! keep calling over mTLS: each change must hold on the very next request, without a restart.
 use crate::helpers::*;
-use std::sync::Arc;
 use std::time::Duration;
 
 const RST: &str = "P-RST-001";
@@ -11,26 +10,7 @@ const RST_URN: &str = "urn:alliance:partner:P-RST-001";
 /// client's first connection resumes the TLS session the first client's established, so the
 /// handshake's certificate verifier does not run for it.
 fn resuming_clients(app: &TestApp, code: &str) -> (PartnerClient, PartnerClient) {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let dir = app.settings.bundles_dir().join(code);
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let chain: Vec<_> = CertificateDer::pem_file_iter(dir.join("client.pem"))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(dir.join("client.key")).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .unwrap();
+    let config = bundle_tls_config(&app.settings.bundles_dir().join(code));
     let client = |config: rustls::ClientConfig| {
         let mut c = app.partner(code);
         c.http = reqwest::Client::builder()
