@@ -101,7 +101,7 @@ pub struct Manager {
 /// Request connections never checkpoint (`wal_autocheckpoint = 0`): a checkpoint every 1000
 /// WAL pages ran inside some unlucky request's nonce insert (a fifth of that insert's cost).
 /// `wal::checkpoint_passive` runs ten times a second instead, off the request path (why that
-/// often: `startup::CHECKPOINT_INTERVAL_MS`).
+/// often: `config::JobIntervals::checkpoint_wal_ms`).
 /// Savepoints (one per request in a group-commit batch) keep their page copies in memory
 /// (`temp_store = MEMORY`) rather than in a temporary file: that file's writes were a tenth of
 /// the writer's time. (The group-commit writer's connection gets a larger page cache, see

@@ -21,8 +21,8 @@
 //! Not on PostgreSQL: there a batch of whole requests, savepoints and all, would be one
 //! connection working through its jobs one round trip at a time (measured at half the
 //! throughput of separate transactions), and the server already shares WAL flushes between
-//! concurrent commits (see `http::routes::write`). What pays there is fewer statements: sales
-//! are batched into one booking statement instead (`transactions::sale_batch`).
+//! concurrent commits (see `Store::write`). What pays there is fewer statements: sales
+//! are batched into one booking statement instead (`store::postgres::sale_batch`).
 use super::super::executor::StoreError;
 use super::wal::{self, WalState};
 use crate::db::{DbConn, DbError, Pool};
@@ -204,7 +204,7 @@ impl GroupCommit {
         answer.await.map_err(|_| StoreError::Lost)
     }
 
-    /// Has the writer run a RESTART checkpoint between two batches (see `db::wal`): the writer
+    /// Has the writer run a RESTART checkpoint between two batches (see `super::wal`): the writer
     /// holds the write lock most of the time under load, so another connection would rarely
     /// get it.
     pub async fn restart_wal(&self) -> Result<Result<Option<WalState>, DbError>, StoreError> {
