@@ -37,13 +37,15 @@ pub fn business_day(at: DateTime<Utc>, tz: Tz) -> NaiveDate {
     at.with_timezone(&tz).date_naive()
 }
 
-/// When the local day `day` begins, as an instant (the earliest, should a clock change make
-/// midnight happen twice; `None` only if it never happens at all).
+/// When the local day `day` begins, as an instant: midnight (the earlier, should a clock change
+/// make it happen twice), or the first minute of the day that exists, should a clock change
+/// skip midnight.
 pub fn day_start_utc(day: NaiveDate, tz: Tz) -> Option<DateTime<Utc>> {
     use chrono::TimeZone;
     let midnight = day.and_hms_opt(0, 0, 0)?;
-    tz.from_local_datetime(&midnight)
-        .earliest()
+    (0..=180)
+        .map(|m| midnight + chrono::TimeDelta::minutes(m))
+        .find_map(|t| tz.from_local_datetime(&t).earliest())
         .map(|t| t.with_timezone(&Utc))
 }
 
@@ -160,4 +162,25 @@ pub fn gateway_jwks(conn: &mut DbConn) -> Result<serde_json::Value, DbError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(serde_json::json!({ "keys": keys }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_starts_at_its_first_existing_minute() {
+        let day = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
+        let shanghai = day_start_utc(day, chrono_tz::Asia::Shanghai).unwrap();
+        assert_eq!(shanghai.to_rfc3339(), "2026-12-06T16:00:00+00:00");
+        // Santiago skips from 00:00 to 01:00 when summer time begins (2026-09-06).
+        let gap = NaiveDate::from_ymd_opt(2026, 9, 6).unwrap();
+        let start = day_start_utc(gap, chrono_tz::America::Santiago).unwrap();
+        assert_eq!(
+            start
+                .with_timezone(&chrono_tz::America::Santiago)
+                .date_naive(),
+            gap
+        );
+    }
 }

@@ -181,7 +181,9 @@ impl Default for JobIntervals {
 
 /// Defaults and bounds of the body and upload limits.
 pub const DEFAULT_BODY_TIMEOUT_MS: u32 = 10_000;
-pub const DEFAULT_MAX_SLOW_BODIES_PER_IDENTITY: u32 = 4;
+/// Sixteen: a partner's tills share its identity, and a batch or upload over a slow line is a
+/// slow body; sixteen of 4 MiB bound what one identity can hold to 64 MiB for the deadline.
+pub const DEFAULT_MAX_SLOW_BODIES_PER_IDENTITY: u32 = 16;
 pub const DEFAULT_UPLOADS_PER_PARTNER_PER_DAY: u32 = 50;
 pub const DEFAULT_UPLOAD_BYTES_PER_PARTNER_PER_DAY: u64 = 64 * 1024 * 1024;
 
@@ -418,7 +420,6 @@ impl Settings {
             Some(v) => parse_bool("ALLIANCE_DANGER_OPS_LISTEN_NON_LOOPBACK", &v)?,
             None => false,
         };
-        check_ops_listen(&ops_listen, danger_ops_listen_non_loopback)?;
         Ok(Settings {
             ca_dir,
             database,
@@ -553,6 +554,12 @@ impl Settings {
             },
             home,
         })
+    }
+
+    /// Refuses an ops listener off loopback unless the danger setting allows it: checked by
+    /// `serve`, which binds it (other commands never do).
+    pub fn check_ops_listen(&self) -> Result<(), ConfigError> {
+        check_ops_listen(&self.ops_listen, self.danger_ops_listen_non_loopback)
     }
 
     pub fn certs_dir(&self) -> PathBuf {
@@ -735,6 +742,7 @@ mod tests {
                     ..Raw::default()
                 },
             )
+            .and_then(|s| s.check_ops_listen().map(|()| s))
         };
         for ok in [
             "127.0.0.1:9090",

@@ -43,30 +43,29 @@ impl Application {
 
     /// [`Application::build`] on a given clock (tests set it instead of waiting).
     pub async fn build_with_clock(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+        settings.check_ops_listen()?;
         let settings = Arc::new(settings);
         let paths = Paths::new(&settings);
         files::warn_about_loose_modes(&settings);
-        let gateway_key =
-            PrivateKey::from_pkcs8_pem(&files::read_to_string(&paths.gateway_signing_key())?)?;
-        let gateway_key_id = gateway_key_id(&gateway_key.public_key());
         let store = {
-            let (url, threads, key_id) = (
-                settings.database.clone(),
-                settings.db_pool_size,
-                gateway_key_id.clone(),
-            );
+            let (url, threads) = (settings.database.clone(), settings.db_pool_size);
             tokio::task::spawn_blocking(move || -> anyhow::Result<Store> {
                 let store = Store::open(&url, threads).context("opening the database")?;
-                let mut conn = store.pool().get()?;
-                Alliance::find(&mut conn)?.context(
+                Alliance::find(&mut *store.pool().get()?)?.context(
                     "the alliance is not initialised: run scripts/init-alliance.sh first",
                 )?;
-                GatewayKey::find(&mut conn, &key_id)?
-                    .context("the gateway signing key is not registered: run init again")?;
                 Ok(store)
             })
             .await??
         };
+        let gateway_key =
+            PrivateKey::from_pkcs8_pem(&files::read_to_string(&paths.gateway_signing_key())?)?;
+        let gateway_key_id = gateway_key_id(&gateway_key.public_key());
+        let key_id = gateway_key_id.clone();
+        store
+            .upkeep(move |conn| Ok::<_, crate::db::DbError>(GatewayKey::find(conn, &key_id)?))
+            .await?
+            .context("the gateway signing key is not registered: run init again")?;
         let verifier = ReloadingClientVerifier::new(&paths)?;
         let tls_config = server_config(&paths, verifier.clone())?;
         let state = AppState {

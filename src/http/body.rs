@@ -2,8 +2,8 @@
 //!
 //! A body is read into a buffer that grows with the bytes that arrived, never ahead of them (a
 //! declared `Content-Length` reserves nothing), and within a deadline counted from the
-//! request's head (`ALLIANCE_BODY_TIMEOUT_MS`). A body that has not all arrived after its first
-//! [`GRACE_MS`] is a slow one: before the gateway waits for it, its caller's certificate is
+//! request's head (`ALLIANCE_BODY_TIMEOUT_MS`). A body that has not all arrived [`GRACE_MS`]
+//! after the gateway first waited for it is a slow one: before the gateway waits for it, its caller's certificate is
 //! checked against the registry as it is now (not as cached), and it takes one of its
 //! identity's few places for slow bodies (`ALLIANCE_MAX_SLOW_BODIES_PER_IDENTITY`). So a
 //! suspended partner, or anyone with a certificate of the CA, holds at most that many
@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
 /// How long a body may take to arrive before it counts as slow. A single request's body
-/// arrives with its head or a moment after it; an upload of megabytes over a slow line takes
-/// longer and is checked like any slow body.
-pub const GRACE_MS: u64 = 50;
+/// arrives with its head or a round trip after it (`Expect: 100-continue`); a batch or an
+/// upload of megabytes over a slow line takes longer, and is checked like any slow body.
+pub const GRACE_MS: u64 = 200;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum BodyError {

@@ -389,7 +389,7 @@ fn repeated_header(req: &ServiceRequest) -> Option<Problem> {
 }
 
 /// Reads the body within its route's limit and the body deadline (counted from `head_read_at`).
-/// A body still arriving after [`GRACE_MS`] is slow: its caller's certificate is checked again
+/// A body still arriving [`GRACE_MS`] after it was first waited for is slow: its caller's certificate is checked again
 /// against the current registry, and it holds one of its identity's places for slow bodies
 /// until it is read (`http::body`). A refusal mid-body closes the connection, so no unread rest
 /// is taken for a next request.
@@ -410,7 +410,9 @@ async fn read_body(
     }
     let mut reader = BodyReader::new(req.take_payload(), limit);
     let deadline = head_read_at + Duration::from_millis(u64::from(state.settings.body_timeout_ms));
-    let grace = (head_read_at + Duration::from_millis(GRACE_MS)).min(deadline);
+    // The grace counts from when the body is first waited for, not from the head: the
+    // certificate's check before it may have waited for the database.
+    let grace = (tokio::time::Instant::now() + Duration::from_millis(GRACE_MS)).min(deadline);
     if reader
         .read_until(grace)
         .await

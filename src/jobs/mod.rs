@@ -132,7 +132,7 @@ async fn prune(env: &Env) -> Result<Report, JobError> {
     let now = env.clock.now().naive_utc();
     let pruned = env
         .store
-        .read(move |conn| -> Result<_, DbError> {
+        .upkeep(move |conn| -> Result<_, DbError> {
             use crate::db::{idempotency_keys::StoredResponse, member_tokens::MemberToken};
             let answers = StoredResponse::prune(conn, now)?;
             let tokens = MemberToken::prune(conn, now - chrono::TimeDelta::days(1))?;
@@ -151,7 +151,7 @@ async fn link_chains(env: &Env) -> Result<Report, JobError> {
     if env.store.chains_linked_at_booking() {
         return Ok(Report::new(0, "records are linked as they are booked"));
     }
-    let linked = env.store.read(crate::transactions::chain::link_all).await;
+    let linked = env.store.upkeep(crate::transactions::chain::link_all).await;
     match linked {
         Ok(n) => {
             if n > 0 {
@@ -177,7 +177,7 @@ async fn registry(env: &Env) -> Result<Report, JobError> {
     let soon = now + chrono::TimeDelta::days(crate::lifecycle::report::EXPIRY_WARNING_DAYS);
     let expiring = env
         .store
-        .read(move |conn| -> Result<i64, DbError> {
+        .upkeep(move |conn| -> Result<i64, DbError> {
             Ok(crate::db::certificates::Certificate::count_active_expiring(
                 conn, now, soon,
             )?)
@@ -193,11 +193,17 @@ async fn registry(env: &Env) -> Result<Report, JobError> {
 fn reload_crl(env: &Env) -> Result<Report, JobError> {
     let failed = |e: crate::pki::tls::TlsError| JobError::Failed(e.to_string());
     match &env.crl {
-        Some(verifier) => Ok(if verifier.reload_if_changed().map_err(failed)? {
-            Report::new(1, "reloaded the CRL")
-        } else {
-            Report::new(0, "the CRL is unchanged")
-        }),
+        Some(verifier) => Ok(
+            if verifier.reload_if_changed().map_err(|e| {
+                JobError::Failed(format!(
+                    "the new CRL was refused; the previous one stays in force: {e}"
+                ))
+            })? {
+                Report::new(1, "reloaded the CRL")
+            } else {
+                Report::new(0, "the CRL is unchanged")
+            },
+        ),
         // No serving verifier in this process: check that the file is one `serve` would load.
         None => {
             let paths = crate::pki::Paths::new(&env.settings);
@@ -222,7 +228,7 @@ async fn settle_due(env: &Env) -> Result<Report, JobError> {
     let now = env.clock.now();
     let days = env
         .store
-        .read(move |conn| {
+        .upkeep(move |conn| {
             let signer = crate::settlement::Signer {
                 key: &key,
                 key_id: &key_id,

@@ -43,6 +43,12 @@ pub fn start(env: &Env) -> Vec<tokio::task::JoinHandle<()>> {
                             job == Job::LinkChains
                         }
                         Ok(_) => false,
+                        // A refused CRL means revocations are not applied at the handshake:
+                        // an error, not a passing fault.
+                        Err(e) if job == Job::ReloadCrl => {
+                            tracing::error!(job.name = %job.name(), error.message = %e, "upkeep job failed");
+                            false
+                        }
                         Err(e) => {
                             tracing::warn!(job.name = %job.name(), error.message = %e, "upkeep job failed");
                             false

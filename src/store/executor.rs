@@ -39,17 +39,22 @@ impl From<StoreError> for crate::db::DbError {
 }
 
 impl Executor {
-    /// Starts `threads` workers (at least one).
+    /// Starts `threads` workers (at least one), named `db-N`.
     pub fn start(threads: usize) -> std::io::Result<Self> {
+        Self::start_named("db", threads)
+    }
+
+    /// Starts `threads` workers (at least one), named `{name}-N`.
+    pub fn start_named(name: &'static str, threads: usize) -> std::io::Result<Self> {
         let (queue, jobs) = bounded::<Job>(MAX_QUEUED_JOBS);
-        start_workers("db", threads, &jobs, |jobs| {
+        start_workers(name, threads, &jobs, move |jobs| {
             for job in jobs {
                 // A job that panics drops its answer (its caller gets `Lost`, a 500) and its
                 // connection goes back to the pool mid-transaction, which the pool drops
                 // (`db::Manager::has_broken`): nothing half-written is committed. The thread
                 // goes on with the next job.
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
-                    super::record_worker_panic("db");
+                    super::record_worker_panic(name);
                 }
             }
         })?;

@@ -83,10 +83,16 @@ pub struct Store {
 
 struct Inner {
     pool: Pool,
-    /// Where blocking database work runs.
+    /// Where the requests' blocking database work runs.
     db: Executor,
+    /// Where upkeep runs (`jobs`, readiness): never queued behind requests, never holding
+    /// a request's thread.
+    upkeep: Executor,
     engine: Engine,
 }
+
+/// Threads (and connections) for upkeep: the chain linker may keep one busy under load.
+const UPKEEP_THREADS: u32 = 2;
 
 enum Engine {
     Sqlite(sqlite::Engine),
@@ -101,7 +107,7 @@ impl Store {
             DatabaseUrl::Sqlite(_) => sqlite::Engine::CONNECTIONS,
             DatabaseUrl::Postgres(_) => postgres::Engine::CONNECTIONS,
         };
-        let pool = crate::db::pool(url, request_threads + own)?;
+        let pool = crate::db::pool(url, request_threads + own + UPKEEP_THREADS)?;
         {
             let mut conn = pool.get()?;
             crate::db::migrate(&mut conn)?;
@@ -118,6 +124,8 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 db: Executor::start(request_threads as usize).map_err(threads)?,
+                upkeep: Executor::start_named("upkeep", UPKEEP_THREADS as usize)
+                    .map_err(threads)?,
                 pool,
                 engine,
             }),
@@ -130,16 +138,34 @@ impl Store {
     }
 
     /// Runs `work` on a database thread with a connection of the pool, without blocking the
-    /// caller's async worker. Reads, and writes that are not a request's (upkeep, settlement).
+    /// caller's async worker: a request's reads, and its writes that are not its own
+    /// transaction's (a finance rerun, an upload).
     pub async fn read<T, E, F>(&self, work: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
         F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
     {
-        let pool = self.inner.pool.clone();
-        self.inner
-            .db
+        Self::run_on(&self.inner.db, self.inner.pool.clone(), work).await
+    }
+
+    /// [`Store::read`] for upkeep (the jobs, readiness), on threads of its own.
+    pub async fn upkeep<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+    {
+        Self::run_on(&self.inner.upkeep, self.inner.pool.clone(), work).await
+    }
+
+    async fn run_on<T, E, F>(threads: &Executor, pool: Pool, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+    {
+        threads
             .run(move || {
                 let mut conn = pool.get().map_err(DbError::from)?;
                 work(&mut conn)
@@ -243,7 +269,7 @@ impl Store {
             return Ok(None);
         };
         let passive = self
-            .read(|conn| Ok::<_, DbError>(sqlite::wal::checkpoint_passive(conn)?))
+            .upkeep(|conn| Ok::<_, DbError>(sqlite::wal::checkpoint_passive(conn)?))
             .await?;
         if !passive.is_some_and(|s| s.wants_restart()) {
             return Ok(passive);
@@ -260,7 +286,7 @@ impl Store {
         if !matches!(self.inner.engine, Engine::Postgres(_)) {
             return Ok(Vec::new());
         }
-        self.read(postgres::planner_stats::refresh).await
+        self.upkeep(postgres::planner_stats::refresh).await
     }
 }
 

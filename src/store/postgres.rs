@@ -26,8 +26,8 @@ pub(super) struct Engine {
 
 impl Engine {
     /// Connections of its own: one per sale batcher and nonce claimer, so none waits for a
-    /// request's, and one for the chain linker.
-    pub(super) const CONNECTIONS: u32 = (SALE_BATCH_THREADS + NONCE_BATCH_THREADS) as u32 + 1;
+    /// request's.
+    pub(super) const CONNECTIONS: u32 = (SALE_BATCH_THREADS + NONCE_BATCH_THREADS) as u32;
 
     pub(super) fn start(pool: &Pool) -> std::io::Result<Self> {
         Ok(Engine {

@@ -17,7 +17,7 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
     let db_ok = state
         .store
-        .read(|conn| conn.batch_execute("SELECT 1").map_err(DbError::from))
+        .upkeep(|conn| conn.batch_execute("SELECT 1").map_err(DbError::from))
         .await;
     match db_ok {
         Ok(()) => HttpResponse::Ok()
